@@ -1,0 +1,121 @@
+"""Which transformer blocks synchronise, and how sparsely.
+
+A schedule marks each block `sync` (global attention over everyone's K/V), `publisher` (only the task
+publisher broadcasts its K/V: the authors' extra publisher sync every H_p blocks) or `local`. Placements
+follow the authors' code (FedAttn `utils.get_points`): the same number of syncs as the uniform interval H,
+packed into the shallow half, the deep half, or spread with growing / shrinking gaps.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+PHASES = ("first", "last")
+PLACEMENTS = ("uniform", "shallow_half", "deep_half", "progressive", "regressive", "none")
+
+
+class ScheduleError(ValueError):
+    """An impossible schedule; the message names the field and the fix."""
+
+
+@dataclass(frozen=True)
+class Schedule:
+    n_layers: int
+    sync_layers: frozenset[int]
+    publisher_layers: frozenset[int] = frozenset()
+    r_comp: float = 1.0  # fraction of its own tokens a participant keeps as keys for local attention
+    r_comm: float = 1.0  # fraction of its kept tokens a participant shares at each sync
+    publisher_dense: bool = False  # asymmetric sparsity: the publisher keeps and shares everything
+
+    def kind(self, layer: int) -> str:
+        if layer in self.sync_layers:
+            return "sync"
+        if layer in self.publisher_layers:
+            return "publisher"
+        return "local"
+
+    @property
+    def is_centralized(self) -> bool:
+        dense = self.r_comp == 1.0 and self.r_comm == 1.0
+        return dense and len(self.sync_layers) == self.n_layers
+
+
+def _uniform_points(start: int, end: int, k: int) -> list[int]:
+    n = end - start
+    return [start + (i * n) // k for i in range(k)]
+
+
+def _spaced_points(start: int, end: int, k: int, growing: bool) -> list[int]:
+    """k points from start to end whose gaps grow (or shrink) linearly, kept distinct."""
+    if k < 2:
+        return [start][:k]
+    weights = list(range(1, k))
+    if not growing:
+        weights.reverse()
+    total, acc, pos = sum(weights), 0, [start]
+    for w in weights:
+        acc += w
+        pos.append(round(start + (end - start) * acc / total))
+    pos[-1] = end
+    fixed = [pos[0]]
+    for p in pos[1:]:
+        fixed.append(max(fixed[-1] + 1, p))
+    for i in range(max(0, fixed[-1] - end)):
+        fixed[-2 - i] -= 1
+    return fixed
+
+
+def placement_layers(n_layers: int, H: int, placement: str, phase: str = "first") -> list[int]:
+    """The sync layers of a placement; non-uniform ones keep the uniform count ceil(n_layers / H)."""
+    if placement not in PLACEMENTS:
+        raise ScheduleError(f"schedule.placement: unknown '{placement}'; choose one of {', '.join(PLACEMENTS)}")
+    if phase not in PHASES:
+        raise ScheduleError(f"schedule.phase: unknown '{phase}'; choose 'first' (authors' code) or 'last' (paper)")
+    if placement == "none":
+        return []
+    if placement == "uniform":
+        offset = 0 if phase == "first" else H - 1
+        return [layer for layer in range(n_layers) if layer % H == offset]
+    count = len(range(0, n_layers, H))
+    if placement in ("shallow_half", "deep_half"):
+        if count > n_layers // 2:
+            raise ScheduleError(
+                f"schedule.placement={placement}: {count} syncs do not fit in half of {n_layers} layers; use H >= 2"
+            )
+        front = _uniform_points(0, n_layers // 2, count)
+        return front if placement == "shallow_half" else sorted(n_layers - 1 - x for x in front)
+    return _spaced_points(0, n_layers - 1, count, growing=placement == "progressive")
+
+
+def make_schedule(
+    n_layers: int,
+    H: int = 1,
+    *,
+    phase: str = "first",
+    placement: str = "uniform",
+    layers: Iterable[int] | None = None,
+    publisher_H: int | None = None,
+    r_comp: float = 1.0,
+    r_comm: float = 1.0,
+    publisher_dense: bool = False,
+) -> Schedule:
+    """Build and validate a schedule. `layers` (an explicit list) overrides `H`/`placement`."""
+    if not isinstance(H, int) or H < 1:
+        raise ScheduleError(f"schedule.H must be an integer >= 1 (got {H!r}); H=1 syncs every block")
+    for name, r in (("r_comp", r_comp), ("r_comm", r_comm)):
+        if not 0.0 < r <= 1.0:
+            raise ScheduleError(f"schedule.{name} must be in (0, 1] (got {r}); 1.0 means dense")
+    if layers is not None:
+        sync = sorted(set(int(x) for x in layers))
+        bad = [x for x in sync if not 0 <= x < n_layers]
+        if bad:
+            raise ScheduleError(f"schedule.layers: {bad} out of range; the model has layers 0..{n_layers - 1}")
+    else:
+        sync = placement_layers(n_layers, H, placement, phase)
+    publisher: list[int] = []
+    if publisher_H is not None:
+        if not isinstance(publisher_H, int) or not 1 <= publisher_H < H:
+            raise ScheduleError(f"schedule.publisher_H must be an integer in [1, H={H}) (got {publisher_H!r})")
+        publisher = [x for x in range(0, n_layers, publisher_H) if x not in sync]
+    return Schedule(n_layers, frozenset(sync), frozenset(publisher), float(r_comp), float(r_comm), publisher_dense)

@@ -1,0 +1,86 @@
+"""Prompt partition schemes and sync schedules."""
+
+import pytest
+
+from fedsim.partition import PartitionError, partition_pieces
+from fedsim.schedule import ScheduleError, make_schedule, placement_layers
+
+LENGTHS = [5, 7, 6, 8, 4]  # four exemplars then the question
+KINDS = ["exemplar"] * 4 + ["question"]
+
+
+def test_contiguous_equal_chunks_question_last():
+    p = partition_pieces(LENGTHS, KINDS, 3, "contiguous")
+    assert p.sizes() == [10, 10, 10] and p.publisher == 2
+    assert p.owner[-1] == 2 and list(p.owner) == sorted(p.owner)
+
+
+def test_question_exclusive_gives_question_to_publisher_only():
+    p = partition_pieces(LENGTHS, KINDS, 3, "question_exclusive")
+    assert p.sizes() == [13, 13, 4]
+
+
+def test_exemplars_whole_pieces():
+    assert partition_pieces(LENGTHS, KINDS, 2, "exemplars").sizes() == [12, 18]
+    assert partition_pieces(LENGTHS, KINDS, 3, "exemplars_question_exclusive").sizes() == [12, 14, 4]
+
+
+@pytest.mark.parametrize(
+    "n, scheme, field",
+    [
+        (31, "contiguous", "exceeds the prompt's 30 tokens"),
+        (6, "exemplars", "empty segment"),
+        (6, "exemplars_question_exclusive", "empty segment"),
+        (2, "round_robin", "unknown scheme"),
+    ],
+)
+def test_partition_errors_are_one_line(n, scheme, field):
+    with pytest.raises(PartitionError) as err:
+        partition_pieces(LENGTHS, KINDS, n, scheme)
+    assert field in str(err.value) and "\n" not in str(err.value)
+
+
+def test_single_participant_holds_everything():
+    assert partition_pieces(LENGTHS, KINDS, 1, "question_exclusive").sizes() == [30]
+
+
+def test_uniform_phases():
+    assert sorted(make_schedule(12, 4).sync_layers) == [0, 4, 8]
+    assert sorted(make_schedule(12, 4, phase="last").sync_layers) == [3, 7, 11]
+    assert make_schedule(12, 1).is_centralized
+
+
+def test_placements_keep_the_sync_count():
+    uniform = placement_layers(30, 4, "uniform")
+    for name in ("shallow_half", "deep_half", "progressive", "regressive"):
+        layers = placement_layers(30, 4, name)
+        assert len(layers) == len(uniform) == len(set(layers))
+    assert max(placement_layers(30, 4, "shallow_half")) < 15
+    assert min(placement_layers(30, 4, "deep_half")) >= 15
+    prog = placement_layers(30, 4, "progressive")
+    gaps = [b - a for a, b in zip(prog, prog[1:], strict=False)]
+    assert gaps == sorted(gaps)  # growing gaps: dense early
+    assert make_schedule(30, 4, placement="none").sync_layers == frozenset()
+
+
+def test_publisher_extra_sync_and_explicit_layers():
+    s = make_schedule(12, 4, publisher_H=2)
+    assert sorted(s.publisher_layers) == [2, 6, 10] and s.kind(2) == "publisher" and s.kind(4) == "sync"
+    assert sorted(make_schedule(12, layers=[11, 3]).sync_layers) == [3, 11]
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"H": 0}, "schedule.H must be an integer >= 1"),
+        ({"H": 4, "placement": "middle"}, "schedule.placement"),
+        ({"H": 4, "phase": "mid"}, "schedule.phase"),
+        ({"H": 4, "r_comm": 0.0}, "schedule.r_comm"),
+        ({"H": 4, "publisher_H": 4}, "schedule.publisher_H"),
+        ({"layers": [12]}, "schedule.layers"),
+        ({"H": 1, "placement": "deep_half"}, "do not fit"),
+    ],
+)
+def test_schedule_errors(kwargs, message):
+    with pytest.raises(ScheduleError, match=message):
+        make_schedule(12, **kwargs)
