@@ -114,6 +114,7 @@ class FedAttnPrefill:
         self.layer = 0
         self.x = model.embed(self.tokens[None])
         self.kv: list[tuple[torch.Tensor, torch.Tensor]] = []
+        self.hidden: list[torch.Tensor] = []  # [1, L, d] output of every finished block
         self.visible: list[torch.Tensor] = []  # [N, L] per finished block
         self.included: list[frozenset[int]] = []
         self._key = hashlib.sha256(self.tokens.numpy().tobytes()).hexdigest()
@@ -210,6 +211,7 @@ class FedAttnPrefill:
             if self.cache is not None:
                 self.cache.put(key, (self.x, k, v))
         self.kv.append((k, v))
+        self.hidden.append(self.x)
         self.visible.append(vis)
         self.included.append(included)
         self.layer += 1
