@@ -1,0 +1,69 @@
+"""The real SmolLM2-135M-Instruct: plain torch equals transformers, FedAttn equals the oracle when it should,
+and drifts from it as synchronisation gets sparser."""
+
+import numpy as np
+import pytest
+import torch
+
+from fedsim.fedattn import FedAttnPrefill, generate
+from fedsim.metrics import kl_per_position
+from fedsim.partition import Partition, partition_pieces
+from fedsim.schedule import make_schedule
+
+TEXT = (
+    "The lighthouse keeper counted 12 ships on Monday and 5 on Tuesday. On Wednesday he repaired the lamp "
+    "and replaced 3 lenses. His sister, a clockmaker in the capital, sent a letter with the oil delivery. "
+    "How many ships passed on Monday and Tuesday together?"
+)
+
+
+@pytest.fixture(scope="module")
+def prompt(real_model):
+    return real_model.tokenizer.encode(real_model.tokenizer.render_chat([{"role": "user", "content": TEXT}]))
+
+
+def test_plain_torch_equals_transformers(real_model, prompt):
+    transformers = pytest.importorskip("transformers")
+    from fedsim.model_files import locate_model_file
+
+    path = locate_model_file("smollm2-135m-instruct")
+    hf = transformers.AutoModelForCausalLM.from_pretrained(str(path.parent), gguf_file=path.name,
+                                                           dtype=torch.float32)
+    with torch.no_grad():
+        ours = real_model.model(torch.tensor([prompt]))
+        theirs = hf(torch.tensor([prompt])).logits
+    assert (ours - theirs).abs().max() < 1e-4
+
+
+def test_centralized_schedules_are_exact(real_model, prompt):
+    L = len(prompt)
+    ref = real_model.model(torch.tensor([prompt]), last_only=True)[0, -1]
+    solo = Partition(np.zeros(L, dtype=np.int64), 1)
+    four = partition_pieces([L], ["question"], 4, "contiguous")
+    eos = real_model.tokenizer.eos_ids
+    gens = []
+    for part, H in ((solo, 7), (four, 1)):
+        pf = FedAttnPrefill(real_model.model, prompt, part, make_schedule(30, H)).run()
+        assert (pf.last_logits() - ref).abs().max() < 1e-4
+        gens.append(generate(pf, [part.publisher], 12, eos)[0])
+    seq = list(prompt)
+    for _ in range(12):  # plain greedy decoding without any KV cache
+        nxt = int(real_model.model(torch.tensor([seq]), last_only=True)[0, -1].argmax())
+        if nxt in eos:
+            break
+        seq.append(nxt)
+    assert gens[0] == gens[1] == seq[L:]
+
+
+def test_divergence_appears_and_grows_with_H(real_model, prompt):
+    L = len(prompt)
+    four = partition_pieces([L], ["question"], 4, "contiguous")
+    model = real_model.model
+    central = model.logits(FedAttnPrefill(model, prompt, four, make_schedule(30, 1)).run().x)
+    kl = {}
+    for H in (1, 2, 30):
+        pf = FedAttnPrefill(model, prompt, four, make_schedule(30, H)).run()
+        kl[H] = float(kl_per_position(central, model.logits(pf.x)).mean())
+    assert kl[1] < 1e-6
+    assert kl[2] > 0.05
+    assert kl[30] > kl[2]
