@@ -1,0 +1,503 @@
+"""Links and topologies in SimPy: when each participant's K/V reaches each other participant.
+
+The model, in the order a byte meets it:
+
+- **Attachment links.** Participant p reaches the network through its own LinkProfile: an uplink
+  (device -> network, `uplink_Bps`) and a downlink (network -> device, `downlink_Bps`), each traversal
+  costing `latency_s` (+ seeded jitter, one draw per traversal and message). A device-to-device transfer
+  always crosses two links: the sender's uplink to the access point / switch / base station, then the
+  receiver's downlink. It pays both latencies, as `fedsim/profiles/links.yaml` says. The hub / network
+  core itself has no capacity limit (a non-blocking switch or AP backplane); only the links do.
+- **Channels share by processor sharing.** Every transmitter (a dedicated uplink or downlink, or the one
+  Wi-Fi air channel) serves all its active transmissions at once, each at the same byte rate x, with x
+  chosen so the channel is fully used: sum over transmissions of x / rate_f = 1. On a dedicated link
+  that is an equal split (k flows get rate/k each, like TCP fair share). On a shared medium each
+  transmission occupies the air at its own station's PHY-level rate, so equal throughput means a slow
+  station takes more airtime (802.11's well-known "performance anomaly"), which is what DCF's per-frame
+  fairness does. We chose fluid processor sharing over a FIFO Resource served in chunks because it is
+  work-conserving and chunk-size free: two equal simultaneous senders finish exactly together at twice
+  the single-sender time, instead of one finishing early depending on the chunk order.
+- **Shared medium (Wi-Fi).** All participants whose link has `shared_medium` share ONE half-duplex air
+  channel: their uplinks and downlinks are all that channel. A relayed byte therefore crosses the air
+  twice (station -> AP, AP -> station).
+- **Rate traces.** A link's `rate_trace` multiplies its rates piecewise-constantly; channels re-plan at
+  every breakpoint, so bytes integrate exactly across rate changes.
+- **Per-message overhead.** Before each message (an own send, or a ring forward) leaves a device, the
+  device pays its `msg_overhead_s` of software time (serialisation, syscall, driver). It is serial per
+  device: a mesh sender with k copies pays k overheads, one after the other. It does not occupy the wire.
+- **Messages are forwarded in chunks.** A message is split into `chunk_bytes` chunks; every relay point
+  (the hub, the network core between two links, a ring participant) forwards a chunk as soon as it has
+  it (store-and-forward per chunk), so a relayed message is within one chunk time of ideal cut-through.
+  Chunks of one message keep their order on each hop (one latency draw per hop and message).
+- **Topologies** decide where copies are made:
+  `star`: the hub (AP / edge server) receives the sender's single upload and replicates it to each
+  receiver; replicated bytes are counted as hub relay bytes, not as the sender's. With
+  `NetworkOptions.multicast`, the AP sends each relayed chunk ONCE on the air to all its Wi-Fi receivers,
+  at the slowest of their downlink rates; the default is one unicast per receiver, because 802.11
+  multicast frames are unacknowledged and go out at the basic rate, so reliable K/V delivery uses
+  unicast (or multicast-to-unicast conversion in the AP).
+  `mesh`: a full logical mesh of unicast connections; the sender uploads one copy per receiver, so its
+  uplink is shared by its outgoing transfers; the network core forwards each copy transparently.
+  `ring`: ring all-gather over the participants in index order (a broadcast goes round the same ring);
+  each participant forwards what it received to its successor, so a message makes N-1 device-to-device
+  hops. With chunking, forwarding is pipelined; with `chunk_bytes` >= message size it is exactly the
+  classic N-1 step algorithm, each step starting as soon as its input arrived. Caution: processor
+  sharing turns a delay of d before a transfer into up to k*d after it competes with k flows; along the
+  ring's chains of forwards this makes ring timings under jitter sensitive to float-level perturbations
+  (deterministic per seed, but treat one seed as one sample and average over seeds).
+- **Jitter is keyed, not sequential.** Each message's latency draws come from a stream keyed by (the
+  rng passed in, sender, the sender's message number), so they do not depend on the order in which
+  simultaneous events happen to be processed, and two scenarios run with the same seed see the same
+  jitter on corresponding messages (common random numbers for paired comparisons).
+- **Failures.** `fail(p)` models a dropout seen at once by everyone (a perfect failure detector): p stops
+  sending and forwarding, transfers to p stop, and every delivery that can no longer complete (sender
+  gone before its bytes left, or a ring relay gone) resolves as lost. Bytes already past p still arrive.
+
+Delivery events succeed with the arrival time (s) or with None when the delivery was lost; they never
+fail, so a waiting process cannot crash the simulation.
+"""
+
+from __future__ import annotations
+
+import bisect
+import heapq
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import simpy
+
+from fedsim.profiles import LinkProfile
+from fedsim.trace import TraceEvent
+
+TOPOLOGIES = ("star", "mesh", "ring")
+JITTER_DISTRIBUTIONS = ("normal", "exponential")
+# A transmission with less than this fraction of its bytes left is complete: absorbs float rounding of
+# rate x time, far below any timing resolution that matters (1e-9 of a transfer time).
+_DONE_TOL = 1e-9
+
+Node = int | str  # a participant index, or a relay point named within its message ("hub", "net2")
+
+
+@dataclass(frozen=True)
+class NetworkOptions:
+    """Network-model knobs that are not properties of a link."""
+
+    chunk_bytes: float = 64 * 1024  # forwarding unit at relay points; smaller = closer to cut-through
+    multicast: bool = False  # star: the AP sends each relayed chunk once to all its Wi-Fi receivers
+    jitter: str = "normal"  # "normal": latency ~ N(latency_s, jitter_s) clipped at 0;
+    # "exponential": latency_s + Exp(mean jitter_s)
+
+    def __post_init__(self) -> None:
+        if not self.chunk_bytes > 0:
+            raise ValueError(f"chunk_bytes must be > 0, got {self.chunk_bytes!r}")
+        if self.jitter not in JITTER_DISTRIBUTIONS:
+            raise ValueError(f"jitter must be one of {', '.join(JITTER_DISTRIBUTIONS)}, got {self.jitter!r}")
+
+
+class _Rate:
+    """Byte rate of one transmission over time: nominal rate x the link's rate trace (the slowest link's,
+    for a multicast frame that every receiver must decode)."""
+
+    __slots__ = ("_parts",)
+
+    def __init__(self, parts: Sequence[tuple[float, LinkProfile]]):
+        self._parts = tuple(parts)
+
+    def at(self, t: float) -> float:
+        return min(bps * link.rate_factor(t) for bps, link in self._parts)
+
+    def next_change(self, t: float) -> float:
+        """First trace breakpoint strictly after t (inf if none): the rate is constant until then."""
+        nxt = math.inf
+        for _, link in self._parts:
+            i = bisect.bisect_right(link.rate_trace, t, key=lambda point: point[0])
+            if i < len(link.rate_trace):
+                nxt = min(nxt, link.rate_trace[i][0])
+        return nxt
+
+
+class _Flow:
+    """One chunk being transmitted on a channel."""
+
+    __slots__ = ("size", "rate", "inv", "tag", "served", "done")
+
+    def __init__(self, env: simpy.Environment, size: float, rate: _Rate):
+        self.size = size
+        self.rate = rate
+        self.inv = 0.0  # seconds of channel time per byte at the current rate
+        self.tag = 0.0  # value of the channel's service clock at which this flow is complete
+        self.served = 0.0  # bytes that left, once done or cancelled
+        self.done = env.event()  # succeeds with the size once every byte is on the wire
+
+
+class _Channel:
+    """A processor-sharing transmitter (see the module docstring): all active flows progress at one
+    common byte rate x = 1 / sum_f 1/rate_f(t). Because the rate is common, one service clock `v` (bytes
+    served to each active flow since the channel was last idle) tracks every flow: a flow added at clock
+    v0 with b bytes completes when v reaches v0 + b. Re-planned at every arrival, completion and rate
+    breakpoint, so completion times are exact for piecewise-constant rates; each event costs O(log flows)."""
+
+    def __init__(self, env: simpy.Environment):
+        self._env = env
+        self._active: dict[_Flow, None] = {}  # insertion-ordered set
+        self._heap: list[tuple[float, int, _Flow]] = []  # (tag, sequence, flow); cancelled flows skipped
+        self._seq = 0
+        self._v = 0.0
+        self._t = 0.0  # time up to which `_v` is accounted
+        self._speed = 0.0  # current common byte rate
+        self._inv_sum = 0.0  # sum of the active flows' `inv`
+        self._next_change = math.inf  # first rate breakpoint among the active flows
+        self._plan = 0  # id of the current wake-up; older wake-ups are stale
+
+    def transmit(self, nbytes: float, rate: _Rate) -> _Flow:
+        flow = _Flow(self._env, nbytes, rate)
+        now = self._env.now
+        if nbytes <= 0 or math.isinf(rate.at(now)):
+            flow.served = nbytes
+            flow.done.succeed(nbytes)
+            return flow
+        self._settle()
+        flow.inv = 1.0 / rate.at(now)
+        flow.tag = self._v + nbytes
+        heapq.heappush(self._heap, (flow.tag, self._seq, flow))
+        self._seq += 1
+        self._active[flow] = None
+        self._inv_sum += flow.inv
+        self._next_change = min(self._next_change, rate.next_change(now))
+        self._replan()
+        return flow
+
+    def cancel(self, flow: _Flow) -> None:
+        """Stop a flow mid-way; `flow.served` then tells how much left."""
+        if flow in self._active:
+            self._settle()
+            del self._active[flow]
+            self._inv_sum -= flow.inv
+            flow.served = flow.size - (flow.tag - self._v)
+            self._replan()
+
+    def _settle(self) -> None:
+        now = self._env.now
+        self._v += self._speed * (now - self._t)
+        self._t = now
+        if now >= self._next_change:  # a rate breakpoint passed: re-read every flow's rate
+            self._inv_sum, self._next_change = 0.0, math.inf
+            for flow in self._active:
+                flow.inv = 1.0 / flow.rate.at(now)
+                self._inv_sum += flow.inv
+                self._next_change = min(self._next_change, flow.rate.next_change(now))
+
+    def _wake(self, plan: int) -> None:
+        if plan == self._plan:
+            self._settle()
+            self._replan()
+
+    def _replan(self) -> None:
+        heap = self._heap
+        while heap:
+            tag, _, flow = heap[0]
+            if flow in self._active and tag - self._v > _DONE_TOL * flow.size:
+                break
+            heapq.heappop(heap)
+            if flow in self._active:
+                del self._active[flow]
+                self._inv_sum -= flow.inv
+                flow.served = flow.size
+                flow.done.succeed(flow.size)
+        self._plan += 1
+        if not self._active:  # idle: restart the clock so it never grows without bound
+            self._v = self._speed = self._inv_sum = 0.0
+            self._next_change = math.inf
+            heap.clear()
+            return
+        self._speed = 1.0 / self._inv_sum
+        now = self._env.now
+        horizon = min((heap[0][0] - self._v) / self._speed, self._next_change - now)
+        plan = self._plan
+        self._env.timeout(horizon).callbacks.append(lambda _ev: self._wake(plan))
+
+
+@dataclass(eq=False)
+class _Hop:
+    """One transmission leg of a message: src node -> dsts over one channel, chunk by chunk."""
+
+    src: Node
+    dsts: tuple[Node, ...]
+    channel: _Channel
+    rate: _Rate
+    latencies: tuple[float, ...]  # per dst
+    sender: int | None  # participant whose uplink this is (pays overhead, counts bytes_sent)
+    relay: bool  # hub replication: counted as hub relay bytes
+    touches: tuple[int, ...]  # participants whose wire time this leg counts
+    track: int
+    lane: str
+    cancel_ev: simpy.Event
+    flow: _Flow | None = None
+    chunks_done: int = 0
+    bytes: float = 0.0
+    t_start: float | None = None
+
+
+@dataclass(eq=False)
+class _Message:
+    origin: int
+    label: str
+    chunks: list[float]
+    rng: np.random.Generator | None  # this message's jitter stream
+    hops: list[_Hop] = field(default_factory=list)  # topological order: the leg into a node comes first
+    avail: dict[Node, list[simpy.Event]] = field(default_factory=dict)  # node -> chunk k is there
+    deliveries: dict[int, simpy.Event] = field(default_factory=dict)
+
+    def resolved(self) -> bool:
+        return all(ev.triggered for ev in self.deliveries.values())
+
+
+class Network:
+    """The participants' links wired into one topology; `send` starts a message and returns its deliveries.
+
+    Counters (bytes, wire time) cover every transfer so far; `bytes_sent[p]` counts what left p's uplink
+    (own K/V copies and ring forwards), `hub_bytes_relayed` what the star's hub replicated.
+    """
+
+    def __init__(
+        self,
+        env: simpy.Environment,
+        links: Sequence[LinkProfile],
+        topology: str,
+        *,
+        overheads_s: Sequence[float] | None = None,
+        options: NetworkOptions | None = None,
+        rng: np.random.Generator | None = None,
+        trace: list[TraceEvent] | None = None,
+    ):
+        if topology not in TOPOLOGIES:
+            raise ValueError(f"topology must be one of {', '.join(TOPOLOGIES)}, got {topology!r}")
+        n = len(links)
+        overheads = list(overheads_s) if overheads_s is not None else [0.0] * n
+        if len(overheads) != n:
+            raise ValueError(f"{len(overheads)} message overheads for {n} links")
+        self._jittery = any(link.jitter_s > 0 for link in links)
+        if rng is None and self._jittery:
+            raise ValueError("links have jitter_s > 0: pass a seeded numpy Generator as rng")
+        self.env = env
+        self.links = list(links)
+        self.topology = topology
+        self.options = options or NetworkOptions()
+        self.hub_track = n
+        # Root of the per-message jitter streams (drawn once, so the caller's Generator decides it).
+        self._jitter_key = int(rng.integers(2**63)) if rng is not None else 0
+        self._messages_sent = [0] * n
+        self._trace = trace
+        self._overheads = overheads
+        air = _Channel(env)
+        self._up = [air if link.shared_medium else _Channel(env) for link in links]
+        self._down = [air if link.shared_medium else _Channel(env) for link in links]
+        self._software_free = [0.0] * n  # when each device's send path is free for the next message
+        self._dead: set[int] = set()
+        self._active: list[_Message] = []
+        self.bytes_sent = [0.0] * n
+        self.bytes_received = [0.0] * n
+        self.hub_bytes_relayed = 0.0
+        self._busy = [0] * n
+        self._busy_since = [0.0] * n
+        self._busy_total = [0.0] * n
+
+    # ---- public API ------------------------------------------------------------------------------
+
+    def send(self, origin: int, nbytes: float, receivers: Iterable[int], label: str = "") -> dict[int, simpy.Event]:
+        """Start sending `nbytes` from `origin` to every receiver now; {receiver: delivery event}."""
+        wanted = sorted(set(receivers) - {origin})
+        deliveries = {r: self.env.event() for r in wanted}
+        live = [r for r in wanted if r not in self._dead]
+        for r in wanted:
+            if r not in live:
+                deliveries[r].succeed(None)
+        if not live or origin in self._dead:
+            for r in live:
+                deliveries[r].succeed(None)
+            return deliveries
+        n_chunks = max(1, math.ceil(nbytes / self.options.chunk_bytes))
+        chunk = nbytes / n_chunks
+        rng = None
+        if self._jittery:
+            rng = np.random.default_rng([self._jitter_key, origin, self._messages_sent[origin]])
+        self._messages_sent[origin] += 1
+        msg = _Message(origin, label, [chunk] * n_chunks, rng, deliveries=deliveries)
+        {"star": self._route_star, "mesh": self._route_mesh, "ring": self._route_ring}[self.topology](msg, live)
+        for hop in msg.hops:
+            for dst in hop.dsts:
+                msg.avail[dst] = [self.env.event() for _ in msg.chunks]
+        for r in live:
+            msg.avail[r][-1].callbacks.append(lambda _ev, r=r: self._arrived(msg, r))
+        for hop in msg.hops:
+            self.env.process(self._run_hop(msg, hop))
+        self._active.append(msg)
+        return deliveries
+
+    def all_gather(
+        self, senders: Mapping[int, float], receivers: Iterable[int], label: str = ""
+    ) -> dict[tuple[int, int], simpy.Event]:
+        """Every sender sends its bytes to every other receiver, all starting now; {(s, r): delivery}."""
+        receivers = set(receivers)
+        out: dict[tuple[int, int], simpy.Event] = {}
+        for s in sorted(senders):
+            for r, ev in self.send(s, senders[s], receivers, label).items():
+                out[(s, r)] = ev
+        return out
+
+    def broadcast(
+        self, sender: int, nbytes: float, receivers: Iterable[int], label: str = ""
+    ) -> dict[tuple[int, int], simpy.Event]:
+        """One sender to every receiver (a publisher layer); {(sender, r): delivery}."""
+        return self.all_gather({sender: nbytes}, receivers, label)
+
+    def fail(self, p: int) -> None:
+        """Participant p vanished now: stop what depends on it and resolve unreachable deliveries as lost."""
+        if p in self._dead:
+            return
+        self._dead.add(p)
+        for msg in list(self._active):
+            cut = self._cut_off(msg, p)
+            for hop in msg.hops:
+                if all(d in cut for d in hop.dsts) and not hop.cancel_ev.triggered:
+                    if hop.flow is not None:
+                        hop.channel.cancel(hop.flow)
+                    hop.cancel_ev.succeed()
+            for r, ev in msg.deliveries.items():
+                if r in cut and not ev.triggered:
+                    ev.succeed(None)
+            if msg.resolved():
+                self._active.remove(msg)
+
+    def comm_s(self, p: int) -> float:
+        """Time during which at least one transfer sent or received by p was being transmitted (the
+        union of those intervals; propagation latency and software overhead excluded)."""
+        ongoing = self.env.now - self._busy_since[p] if self._busy[p] else 0.0
+        return self._busy_total[p] + ongoing
+
+    # ---- routes ----------------------------------------------------------------------------------
+
+    def _latency(self, msg: _Message, link: LinkProfile) -> float:
+        if link.jitter_s <= 0:
+            return link.latency_s
+        assert msg.rng is not None  # every message gets a stream when any link has jitter
+        if self.options.jitter == "normal":
+            return max(0.0, link.latency_s + msg.rng.normal(0.0, link.jitter_s))
+        return link.latency_s + msg.rng.exponential(link.jitter_s)
+
+    def _uplink_hop(self, msg: _Message, src: int, dst: Node, lane: str) -> None:
+        link = self.links[src]
+        msg.hops.append(_Hop(src, (dst,), self._up[src], _Rate([(link.uplink_Bps, link)]),
+                             (self._latency(msg, link),), sender=src, relay=False, touches=(src,), track=src,
+                             lane=lane, cancel_ev=self.env.event()))
+
+    def _downlink_hop(self, msg: _Message, src: Node, dsts: Sequence[int], *, relay: bool, track: int,
+                      lane: str) -> None:
+        rate = _Rate([(self.links[r].downlink_Bps, self.links[r]) for r in dsts])
+        latencies = tuple(self._latency(msg, self.links[r]) for r in dsts)
+        msg.hops.append(_Hop(src, tuple(dsts), self._down[dsts[0]], rate, latencies, sender=None, relay=relay,
+                             touches=tuple(dsts), track=track, lane=lane, cancel_ev=self.env.event()))
+
+    def _route_star(self, msg: _Message, receivers: list[int]) -> None:
+        self._uplink_hop(msg, msg.origin, "hub", "send -> hub")
+        air = [r for r in receivers if self.links[r].shared_medium] if self.options.multicast else []
+        if len(air) > 1:
+            self._downlink_hop(msg, "hub", air, relay=True, track=self.hub_track, lane="-> Wi-Fi multicast")
+        for r in receivers:
+            if r not in air or len(air) == 1:
+                self._downlink_hop(msg, "hub", [r], relay=True, track=self.hub_track, lane=f"-> P{r}")
+
+    def _route_mesh(self, msg: _Message, receivers: list[int]) -> None:
+        for r in receivers:
+            self._uplink_hop(msg, msg.origin, f"net{r}", f"send -> P{r}")
+            self._downlink_hop(msg, f"net{r}", [r], relay=False, track=r, lane=f"recv <- P{msg.origin}")
+
+    def _route_ring(self, msg: _Message, receivers: list[int]) -> None:
+        ring = sorted([msg.origin, *receivers])
+        start = ring.index(msg.origin)
+        path = ring[start:] + ring[:start]
+        for a, b in zip(path[:-1], path[1:], strict=True):
+            self._uplink_hop(msg, a, f"net{b}", f"send -> P{b}")
+            self._downlink_hop(msg, f"net{b}", [b], relay=False, track=b, lane=f"recv <- P{a}")
+
+    # ---- running ---------------------------------------------------------------------------------
+
+    def _run_hop(self, msg: _Message, hop: _Hop):
+        """Transmit the message's chunks in order, each once it is at hop.src and the channel serves it."""
+        for k, size in enumerate(msg.chunks):
+            if hop.src != msg.origin:
+                yield msg.avail[hop.src][k] | hop.cancel_ev
+            if hop.cancel_ev.triggered:
+                break
+            if k == 0:
+                if hop.sender is not None:
+                    yield self.env.timeout(self._software_delay(hop.sender)) | hop.cancel_ev
+                    if hop.cancel_ev.triggered:
+                        break
+                hop.t_start = self.env.now
+            self._mark_busy(hop.touches, +1)
+            hop.flow = flow = hop.channel.transmit(size, hop.rate)
+            yield flow.done | hop.cancel_ev
+            hop.flow = None
+            self._mark_busy(hop.touches, -1)
+            self._count(hop, flow.served)
+            if hop.cancel_ev.triggered:
+                break
+            hop.chunks_done += 1
+            for dst, latency in zip(hop.dsts, hop.latencies, strict=True):
+                self._after(latency, msg.avail[dst][k])
+        if self._trace is not None and hop.t_start is not None:
+            self._trace.append(TraceEvent(
+                name=f"{msg.label} kv P{msg.origin}".strip(), cat="transfer", track=hop.track, lane=hop.lane,
+                start_s=hop.t_start, dur_s=self.env.now - hop.t_start,
+                args={"bytes": hop.bytes, "chunks": hop.chunks_done, "lost": hop.cancel_ev.triggered}))
+
+    def _software_delay(self, p: int) -> float:
+        start = max(self.env.now, self._software_free[p]) + self._overheads[p]
+        self._software_free[p] = start
+        return start - self.env.now
+
+    def _after(self, delay: float, event: simpy.Event) -> None:
+        self.env.timeout(delay).callbacks.append(lambda _ev: event.succeed())
+
+    def _arrived(self, msg: _Message, r: int) -> None:
+        if not msg.deliveries[r].triggered:
+            msg.deliveries[r].succeed(self.env.now)
+        if msg.resolved() and msg in self._active:
+            self._active.remove(msg)
+
+    def _count(self, hop: _Hop, nbytes: float) -> None:
+        hop.bytes += nbytes
+        if hop.sender is not None:
+            self.bytes_sent[hop.sender] += nbytes
+        if hop.relay:
+            self.hub_bytes_relayed += nbytes
+        for dst in hop.dsts:
+            if isinstance(dst, int) and dst not in self._dead:
+                self.bytes_received[dst] += nbytes
+
+    def _mark_busy(self, participants: tuple[int, ...], delta: int) -> None:
+        now = self.env.now
+        for p in participants:
+            if delta > 0 and self._busy[p] == 0:
+                self._busy_since[p] = now
+            self._busy[p] += delta
+            if delta < 0 and self._busy[p] == 0:
+                self._busy_total[p] += now - self._busy_since[p]
+
+    def _cut_off(self, msg: _Message, p: int) -> set[Node]:
+        """Nodes of msg that can no longer get the whole message once p is gone: p itself, nodes fed by a
+        cut-off node that had not yet sent them every chunk, and relay points that lead only to cut-off
+        nodes (so nobody keeps sending into a dead end)."""
+        cut: set[Node] = {p}
+        for hop in msg.hops:
+            if hop.src in cut and hop.chunks_done < len(msg.chunks):
+                cut.update(hop.dsts)
+        for hop in reversed(msg.hops):
+            if isinstance(hop.src, str):
+                onward = [d for h in msg.hops if h.src == hop.src for d in h.dsts]
+                if all(d in cut for d in onward):
+                    cut.add(hop.src)
+        return cut
