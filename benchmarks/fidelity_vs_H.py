@@ -60,7 +60,8 @@ def main() -> None:
     ap.add_argument("--tokens", type=int, default=32)
     args = ap.parse_args()
     torch.set_num_threads(2)
-    print(f"SmolLM2-135M-Instruct, N={args.n}, chat prompt, contiguous split, publisher's view, {args.tokens} teacher-forced tokens")
+    print(f"SmolLM2-135M-Instruct, N={args.n}, chat prompt, contiguous split, "
+          f"publisher's view, {args.tokens} teacher-forced tokens")
     print(f"{'H':>3} {'syncs':>5} {'prompt KL':>10} {'hidden dev':>10} {'cont. KL':>9} {'top-1':>6}")
     for r in fidelity_table(args.n, args.tokens):
         print(f"{r['H']:>3} {r['syncs']:>5} {r['prompt_kl']:>10.4f} {r['hidden_dev']:>10.4f} {r['kl']:>9.4f} "

@@ -178,27 +178,45 @@ def dropouts(sc: Scenario) -> list[tuple[int, float]]:
     return [(p, at) for p in range(sc.participants.n) if rng.random() < (d.probability or 0.0)]
 
 
-def score_answer(task: Task, text: str) -> float:
-    """1.0 / 0.0 for tasks with a gold answer, NaN otherwise."""
+def score_answer(kind: str, task: Task, text: str) -> float:
+    """1.0 / 0.0 for tasks with a gold answer (each task's own extractor), NaN otherwise."""
     if task.answer is None:
         return math.nan
-    from fedsim.workloads.base import score_task
+    if kind == "gsm8k":
+        from fedsim.workloads.gsm8k import is_correct
 
-    return float(score_task(task, text))
+        return float(is_correct(text, task.answer))
+    if kind == "retrieval":
+        from fedsim.workloads.retrieval import score
+
+        return float(score(text, task.answer))
+    return float(task.answer.strip() in text)
+
+
+def check_scenario(sc: Scenario) -> None:
+    """Everything that can be wrong with a scenario but needs the model (depth, tokenizer) to tell:
+    raises a one-line ValueError before any results are written."""
+    lm = load_model(sc.model.name)
+    prompt = build_prompt(sc, lm)
+    build_schedule(sc, lm.cfg.n_layers)
+    if isinstance(sc.decoding.responder, int) and sc.decoding.responder >= prompt.partition.n_participants:
+        n = prompt.partition.n_participants
+        raise ValueError(f"decoding.responder={sc.decoding.responder} but there are only {n} participants "
+                         f"(0..{n - 1}); use 'publisher' or a smaller index")
+    devices_and_links(sc)
 
 
 # -- one run ------------------------------------------------------------------------------------------------
 def run_scenario(sc: Scenario, run_dir: Any = None) -> RunRecords:
     """Simulate one scenario and measure it; `run_dir` is unused here (the caller writes results)."""
     del run_dir
+    check_scenario(sc)
     lm = load_model(sc.model.name)
     cfg = lm.cfg
     prompt = build_prompt(sc, lm)
     part, N = prompt.partition, prompt.partition.n_participants
     schedule = build_schedule(sc, cfg.n_layers)
     responder = part.publisher if sc.decoding.responder == "publisher" else int(sc.decoding.responder)
-    if responder >= N:
-        raise ValueError(f"decoding.responder={responder} but there are only {N} participants (0..{N - 1})")
     prec = Precision(kv_bytes=sc.model.kv_bytes_per_element)
     ref = reference(lm, prompt.tokens, sc.decoding.max_new_tokens)
 
@@ -240,7 +258,7 @@ def measure_quality(lm: LoadedModel, prefill: FedAttnPrefill, ref: Reference, wh
                             for p in who],
         "gen_exact_match": [float(g == ref.continuation) for g in gens],
         "gen_token_overlap": [token_overlap(ref.continuation, g) for g in gens],
-        "task_correct": [score_answer(task, t) for t in texts],
+        "task_correct": [score_answer(sc.task.kind, task, t) for t in texts],
         "generated_text": texts,
         "n_generated": [len(g) for g in gens],
     }

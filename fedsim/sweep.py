@@ -7,6 +7,7 @@ is skipped without any model work, and an interrupted sweep resumes where it sto
 from __future__ import annotations
 
 import itertools
+import multiprocessing
 import os
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
@@ -129,6 +130,7 @@ def run_sweep(
         _import_ray()
     if run_fn is None:
         _check_model_files(points)
+        _check_runs(points)
     root = results_root(scenario, out_dir)
     ids = [config_hash(p.resolved()) for p in points]
     finished = load_finished_runs(root)
@@ -189,7 +191,9 @@ def _run_serial(jobs: list[Job], workers: int, run_fn: RunFn | None) -> Iterator
 
 def _run_pool(jobs: list[Job], workers: int, run_fn: RunFn | None) -> Iterator[tuple[str, FinishedRun]]:
     """Local processes, at most `workers` runs submitted at a time: after Ctrl-C no queued run starts."""
-    pool = ProcessPoolExecutor(max_workers=workers)
+    threads = max(1, (os.cpu_count() or 1) // workers)
+    pool = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
+                               initializer=_limit_threads, initargs=(threads,))
     queue: list[Job] = list(jobs)
     pending: dict[Future[FinishedRun], str] = {}
     try:
@@ -229,6 +233,25 @@ def _run_ray(jobs: list[Job], workers: int, run_fn: RunFn | None) -> Iterator[tu
     finally:
         for ref in pending:
             ray.cancel(ref)
+
+
+def _check_runs(points: Sequence[Scenario]) -> None:
+    """Schedule, partition and responder errors need the model's depth and tokenizer: find them before any
+    results directory exists, as one line naming the grid point."""
+    from fedsim.runner import check_scenario
+
+    for point in points:
+        try:
+            check_scenario(point)
+        except ValueError as err:
+            raise ScenarioError(point.source, "", str(err)) from None
+
+
+def _limit_threads(n: int) -> None:
+    """Pool initializer: `workers` processes x n torch threads = the machine's cores, not more."""
+    import torch
+
+    torch.set_num_threads(n)
 
 
 def _check_model_files(points: Sequence[Scenario]) -> None:

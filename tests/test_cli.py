@@ -35,6 +35,7 @@ def fake_runner(monkeypatch: pytest.MonkeyPatch) -> None:
     """Stand in for fedsim.runner so the CLI's default run function costs nothing."""
     module = types.ModuleType("fedsim.runner")
     module.run_scenario = fake_run_scenario
+    module.check_scenario = lambda scenario: None  # the fake runner accepts every valid scenario
     monkeypatch.setitem(sys.modules, "fedsim.runner", module)
 
 
