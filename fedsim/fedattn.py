@@ -119,6 +119,7 @@ class FedAttnPrefill:
         self.included: list[frozenset[int]] = []
         self._key = hashlib.sha256(self.tokens.numpy().tobytes()).hexdigest()
         self._counts: dict[tuple[int, frozenset[int]], list[LayerCounts]] = {}
+        self._masks: dict[bytes, torch.Tensor] = {}
         self.everyone = frozenset(range(N))
 
     # -- who sees what -------------------------------------------------------------------------------------
@@ -156,28 +157,37 @@ class FedAttnPrefill:
         return vis
 
     def _mask(self, vis: torch.Tensor) -> torch.Tensor:
-        return (vis[self.owner] & self.causal) | self.eye
+        """[L, L] mask of one block; blocks with the same visibility (all local blocks) share one tensor."""
+        key = vis.numpy().tobytes()
+        if key not in self._masks:
+            self._masks[key] = (vis[self.owner] & self.causal) | self.eye
+        return self._masks[key]
 
     def counts(self, layer: int, included: frozenset[int] | None = None) -> list[LayerCounts]:
-        """Per-participant counts at `layer`, derived from the mask the math will use."""
+        """Per-participant counts at `layer`: the row sums of the mask the math uses, by prefix sums.
+
+        A query at position t of participant p attends the keys s <= t with visible[p][s], plus itself."""
         included = self.everyone if included is None else frozenset(included)
         key = (layer, included)
         if key not in self._counts:
             vis = self.visible_keys(layer, included)
-            mask = self._mask(vis)
-            N = self.partition.n_participants
-            pairs = torch.bincount(self.owner, weights=mask.sum(1).double(), minlength=N)
-            own = torch.bincount(self.owner, weights=(mask & self.same_owner).sum(1).double(), minlength=N)
             kind = self.schedule.kind(layer)
-            sent = [0] * N
-            if kind == "sync":
-                sent = self.shared[layer].sum(1).tolist()
-            elif kind == "publisher":
-                sent[self.partition.publisher] = int(self.kept[self.partition.publisher].sum())
-            sizes = self.partition.sizes()
-            self._counts[key] = [
-                LayerCounts(sizes[p], int(pairs[p]), int(own[p]), int(vis[p].sum()), int(sent[p])) for p in range(N)
-            ]
+            part = self.partition
+            out = []
+            for p in range(part.n_participants):
+                rows = torch.as_tensor(part.tokens_of(p))
+                own = vis[p] & (self.owner == p)
+                self_extra = int((~vis[p][rows]).sum())  # a hidden query still attends itself
+                pairs = int(vis[p].cumsum(0)[rows].sum()) + self_extra
+                own_pairs = int(own.cumsum(0)[rows].sum()) + self_extra
+                if kind == "sync":
+                    sent = int(self.shared[layer][p].sum())
+                elif kind == "publisher" and p == part.publisher:
+                    sent = int(self.kept[p].sum())
+                else:
+                    sent = 0
+                out.append(LayerCounts(len(rows), pairs, own_pairs, int(vis[p].sum()), sent))
+            self._counts[key] = out
         return self._counts[key]
 
     def layer_costs(self, layer: int, included: frozenset[int] | None = None) -> list[LayerCost]:

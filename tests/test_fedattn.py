@@ -164,3 +164,21 @@ def test_prefix_cache_reuses_shared_blocks_exactly(tiny_model, tokens):
     c = FedAttnPrefill(tiny_model, tokens, part, make_schedule(8, H=8)).run()
     assert torch.equal(b.last_logits(), c.last_logits())
     assert not torch.equal(a.last_logits(), b.last_logits())
+
+
+@pytest.mark.parametrize("kwargs, included", [
+    ({"H": 2}, None),
+    ({"H": 2, "r_comp": 0.5, "r_comm": 0.3}, None),
+    ({"H": 4, "publisher_H": 2, "r_comp": 0.6, "publisher_dense": True}, frozenset({0, 3})),
+])
+def test_counts_equal_the_mask_actually_used(tiny_model, tokens, kwargs, included):
+    part = four_way()
+    pf = FedAttnPrefill(tiny_model, tokens, part, make_schedule(8, **kwargs), seed=5)
+    owner = torch.as_tensor(part.owner)
+    for layer in range(8):
+        mask = pf._mask(pf.visible_keys(layer, included))
+        for p, c in enumerate(pf.counts(layer, included)):
+            rows = mask[owner == p]
+            assert c.attended_pairs == int(rows.sum())
+            assert c.own_pairs == int(rows[:, owner == p].sum())
+            assert c.n_queries == int((owner == p).sum())
