@@ -67,8 +67,9 @@ class _TaskBase(_Section):
 
 class Gsm8kTask(_TaskBase):
     kind: Literal["gsm8k"] = "gsm8k"
-    shots: int = Field(8, ge=0, description="the number of in-context exemplars, an integer >= 0")
-    question_index: int = Field(0, ge=0, description="which test question, an integer >= 0")
+    # 8 public exemplars, used leave-one-out: question i is exemplar i, the prompt uses up to 7 others
+    shots: int = Field(7, ge=0, le=7, description="the number of in-context exemplars, 0..7")
+    question_index: int = Field(0, ge=0, le=7, description="which of the 8 exemplar questions is asked, 0..7")
 
 
 class RetrievalTask(_TaskBase):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import re
+import textwrap
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -144,7 +145,7 @@ def plot_pareto(runs: pd.DataFrame, metric: str) -> Figure:
         ax.annotate(text, (row["_x"], row["_y"]), textcoords="offset points", xytext=(8, -3), fontsize="x-small",
                     bbox={"boxstyle": "round,pad=0.1", "fc": "white", "alpha": 0.8, "lw": 0})
     ax.set_xlabel("Time to first token of the responder (s)")
-    ax.set_ylabel(metric_label(metric) + " of the task publisher")
+    ax.set_ylabel(textwrap.fill(metric_label(metric) + " of the task publisher", 45))
     ax.legend(loc="lower right", fontsize="small")
     _title(fig, "Latency vs quality, one point per run", runs, _varying(runs))
     return fig
@@ -158,11 +159,16 @@ _PLANS: tuple[tuple[str, Callable[[pd.DataFrame, str], Figure], tuple[str, ...]]
 )
 
 
+# Swept axes that are repeats of one experiment (other prompts, other random draws): averaged, not faceted.
+REPLICATE_AXES = ("seed", "task.question_index")
+
+
 def plot_results(results_dir: str | Path) -> list[Path]:
     """Write the plots that fit the swept axes of a scenario's runs to <results_dir>/plots/ (PNG and PDF).
 
-    A plot is drawn per measured metric and per combination of the other swept settings; a latency vs
-    quality (Pareto) plot is drawn whenever there is more than one run.
+    A plot is drawn per measured metric and per combination of the other swept settings (replicate axes,
+    `REPLICATE_AXES`, are averaged over); a latency vs quality (Pareto) plot is drawn whenever there is
+    more than one run.
     """
     runs, _ = read_results(results_dir)
     out = Path(results_dir) / "plots"
@@ -172,7 +178,7 @@ def plot_results(results_dir: str | Path) -> list[Path]:
     for stem, plot, x_columns in _PLANS:
         if not set(x_columns) & set(varying):
             continue
-        facets = [c for c in varying if c not in x_columns]
+        facets = [c for c in varying if c not in x_columns and c not in REPLICATE_AXES]
         groups = runs.groupby(facets, dropna=False) if facets else [((), runs)]  # keys are tuples
         for key, group in groups:
             if len(group.drop_duplicates(list(x_columns))) < 2:
@@ -180,10 +186,24 @@ def plot_results(results_dir: str | Path) -> list[Path]:
             suffix = "".join(f"__{c.split('.')[-1]}={v}" for c, v in zip(facets, key, strict=True))
             for metric in metrics:
                 written += save_figure(plot(group, metric), out / _safe(f"{stem}_{metric}{suffix}"))
-    if len(runs) > 1 and "ttft_s" in runs and _numeric(runs["ttft_s"]).notna().any():
+    settings = _average_replicates(runs, varying)
+    if len(settings) > 1 and "ttft_s" in settings and _numeric(settings["ttft_s"]).notna().any():
         for metric in metrics:
-            written += save_figure(plot_pareto(runs, metric), out / f"pareto_{metric}")
+            written += save_figure(plot_pareto(settings, metric), out / f"pareto_{metric}")
     return written
+
+
+def _average_replicates(runs: pd.DataFrame, varying: list[str]) -> pd.DataFrame:
+    """One row per setting: measurements averaged over the replicate axes (questions, seeds)."""
+    replicates = [c for c in REPLICATE_AXES if c in varying]
+    if not replicates:
+        return runs
+    keys = [c for c in varying if c not in replicates]
+    rest = [c for c in runs.columns if c not in keys + replicates]
+    how = {c: "mean" if pd.api.types.is_float_dtype(runs[c]) else "first" for c in rest}
+    if not keys:
+        return runs.assign(_all=0).groupby("_all").agg(how).reset_index(drop=True)
+    return runs.groupby(keys, dropna=False).agg(how).reset_index()
 
 
 def save_figure(fig: Figure, stem: Path) -> list[Path]:
