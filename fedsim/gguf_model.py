@@ -96,7 +96,7 @@ def load_gguf(path: Path, use_cache: bool = True) -> tuple[ModelConfig, dict[str
     path = Path(path)
     cached = _cache_path(path)
     if use_cache and cached.exists():
-        blob = torch.load(cached, weights_only=True, mmap=True)
+        blob = torch.load(cached, weights_only=True)  # not mmap: matmuls on mapped pages ran 25x slower
         return ModelConfig(**blob["config"]), blob["weights"]
     reader = GGUFReader(path)
     cfg = read_config(reader)
