@@ -70,6 +70,10 @@ class PrefixCache:
         self.entries.move_to_end(key)
         return hit
 
+    def clear(self) -> None:
+        self.entries.clear()
+        self.nbytes = 0
+
     def put(self, key: str, value: tuple[torch.Tensor, ...]) -> None:
         size = sum(t.numel() * t.element_size() for t in value)
         if key in self.entries or size > self.max_bytes:
