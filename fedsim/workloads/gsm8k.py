@@ -1,0 +1,140 @@
+"""GSM8K chain-of-thought prompts in the FedAttn authors' format, from exemplars shipped in lm-eval.
+
+The 8 gsm8k-cot exemplars are read from the installed `lm-eval` package's task YAML (the package is
+never imported, and `pip install --no-deps lm_eval` suffices), so no dataset download is needed and
+nothing is copied into this repo. With no test split available, questions are leave-one-out: question
+i is exemplar i, and the prompt uses the first `shots` of the other 7 (lm-eval's `first_n` order).
+Answer extraction follows the authors' order: \\boxed{...}, then "the answer is N", then the last number
+in the last 5 lines.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import re
+from dataclasses import dataclass
+from fractions import Fraction
+from functools import lru_cache
+from pathlib import Path
+
+import yaml
+
+from fedsim.workloads.base import CHAT_PARAMS, PromptPiece, Task, chat_strings, check_int, check_params, wrap_chat
+
+TASK_YAML = Path("tasks") / "gsm8k" / "gsm8k-cot.yaml"
+N_EXEMPLARS = 8
+PARAMS = ("shots", "question_index", *CHAT_PARAMS)
+DEFAULTS = {"shots": N_EXEMPLARS - 1, "question_index": 0}
+
+# A number: thousands-grouped ("1,234.5") or plain ("-12", "3.5", "3/4").
+NUMBER = r"-?\d{1,3}(?:,\d{3})+(?:\.\d+)?|-?\d+(?:\.\d+)?(?:/\d+)?"
+KEYWORD_RE = re.compile(rf"answer\s*(?:is)?\s*[:=]?\s*\$?\s*({NUMBER})", re.IGNORECASE)
+NUMBER_RE = re.compile(NUMBER)
+
+
+@dataclass(frozen=True)
+class Exemplar:
+    """One worked example: the CoT without its final "The answer is N." sentence, and N."""
+
+    question: str
+    cot: str
+    answer: str
+
+    def text(self) -> str:
+        """The authors' exemplar format (their prompt files end with one newline)."""
+        return f"Question: {self.question}\nLet's think step by step\n{self.cot}\nThe answer is {self.answer}\n"
+
+
+def lm_eval_task_yaml() -> Path:
+    """Path of gsm8k-cot.yaml inside the installed lm-eval, located without importing lm_eval."""
+    spec = importlib.util.find_spec("lm_eval")
+    if spec is None or not spec.submodule_search_locations:
+        raise ModuleNotFoundError("task kind gsm8k needs lm-eval's task files: pip install --no-deps lm_eval")
+    return Path(next(iter(spec.submodule_search_locations))) / TASK_YAML
+
+
+@lru_cache(maxsize=1)
+def load_exemplars() -> tuple[Exemplar, ...]:
+    """The 8 gsm8k-cot few-shot samples, split into CoT and final answer."""
+    config = yaml.safe_load(lm_eval_task_yaml().read_text(encoding="utf-8"))
+    exemplars = []
+    for sample in config["fewshot_config"]["samples"]:
+        cot, sep, tail = sample["target"].rpartition("The answer is")
+        answer = normalise_number(tail.strip().rstrip("."))
+        if not sep or answer is None:
+            raise ValueError(f"gsm8k-cot exemplar without 'The answer is N.': {sample['target']!r}")
+        exemplars.append(Exemplar(sample["question"].strip(), cot.strip(), answer))
+    if len(exemplars) != N_EXEMPLARS:
+        raise ValueError(f"expected {N_EXEMPLARS} gsm8k-cot exemplars, found {len(exemplars)}")
+    return tuple(exemplars)
+
+
+def shot_indices(question_index: int, shots: int) -> list[int]:
+    """Leave-one-out: the first `shots` exemplars other than the question itself."""
+    return [i for i in range(N_EXEMPLARS) if i != question_index][:shots]
+
+
+def make_gsm8k_task(params: dict) -> Task:
+    """k-shot prompt: [preamble] exemplar pieces, then the question piece (the publisher's)."""
+    check_params("gsm8k", params, PARAMS)
+    p = {**DEFAULTS, **params}
+    shots = check_int("shots", p["shots"], 0, N_EXEMPLARS - 1)
+    qi = check_int("question_index", p["question_index"], 0, N_EXEMPLARS - 1)
+    exemplars = load_exemplars()
+    used = shot_indices(qi, shots)
+    # As in the authors' load_prompts: exemplars joined by "\n", the joiner kept with the earlier piece.
+    texts = [exemplars[i].text() + ("\n" if k < len(used) - 1 else "") for k, i in enumerate(used)]
+    pieces = [PromptPiece(t, "exemplar") for t in texts]
+    pieces.append(PromptPiece(f"\nQuestion: {exemplars[qi].question}\nLet's think step by step\n", "question"))
+    meta = {"question_index": qi, "exemplar_indices": tuple(used)}
+    return Task(pieces=wrap_chat(pieces, chat_strings(p)), answer=exemplars[qi].answer, meta=meta)
+
+
+def normalise_number(text: str) -> str | None:
+    """Canonical string of a number ("1,234.0" -> "1234", "$-3" -> "-3", "0.5" -> "1/2"), else None."""
+    cleaned = text.strip().replace("$", "").replace(",", "").rstrip(".")
+    try:
+        value = Fraction(cleaned)
+    except (ValueError, ZeroDivisionError):
+        return None
+    return str(value.numerator) if value.denominator == 1 else f"{value.numerator}/{value.denominator}"
+
+
+def boxed_contents(text: str) -> list[str]:
+    """Contents of every \\boxed{...}, with nested braces balanced."""
+    found = []
+    for match in re.finditer(r"\\boxed\{", text):
+        depth, start = 1, match.end()
+        for pos in range(start, len(text)):
+            depth += {"{": 1, "}": -1}.get(text[pos], 0)
+            if depth == 0:
+                found.append(text[start:pos])
+                break
+    return found
+
+
+def extract_answer(completion: str) -> str | None:
+    """Normalised final number of a completion, in the authors' order; None if there is none."""
+    for content in boxed_contents(completion):
+        number = normalise_number(content.replace("\\$", "").replace("\\!", "").replace(" ", ""))
+        if number is not None:
+            return number
+    keyword = KEYWORD_RE.search(completion)
+    if keyword:
+        return normalise_number(keyword.group(1))
+    tail = "\n".join(completion.strip().splitlines()[-5:])
+    numbers = NUMBER_RE.findall(tail)
+    return normalise_number(numbers[-1]) if numbers else None
+
+
+def parse_gold(answer: str) -> str:
+    """Gold answer as a normalised number: GSM8K's "...#### 72" or an already bare number."""
+    number = normalise_number(answer.rpartition("####")[2])
+    if number is None:
+        raise ValueError(f"gold answer is not a number: {answer!r}")
+    return number
+
+
+def is_correct(completion: str, gold: str) -> bool:
+    """Exact numeric match of the extracted answer against the gold answer."""
+    return extract_answer(completion) == parse_gold(gold)
