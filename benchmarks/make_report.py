@@ -97,19 +97,21 @@ def write_report(t: dict[str, pd.DataFrame]) -> str:
         markdown(sparse),
     ]
     if "retrieval" in t:
-        r = t["retrieval"]
-        acc = r.assign(H=r["schedule.placement"].where(r["schedule.placement"] == "none", r["schedule.H"].astype(str)))
+        r = pd.concat([t["retrieval"].astype({"schedule.H": str}),
+                       t["retrieval_local_only"].assign(**{"schedule.H": "none (local)"})])
+        acc = r.rename(columns={"schedule.H": "H"})
+        order = [h for h in ("1", "2", "4", "8", "30", "none (local)") if h in set(acc["H"])]
         parts += [
             "",
             "## Multi-party retrieval accuracy (the publisher holds only the question)",
             "",
             markdown(by(acc, ["H"], {"task_correct_publisher": "accuracy (publisher)",
-                                     "kl_mean_publisher": "KL publisher"})),
+                                     "kl_mean_publisher": "KL publisher"}).reindex(order)),
             "",
             "By which collaborator holds the queried fact:",
             "",
             markdown(by(acc, ["task.fact_piece", "H"], {"task_correct_publisher": "accuracy (publisher)"})
-                     ["accuracy (publisher)"].unstack("H")),
+                     ["accuracy (publisher)"].unstack("H")[order]),
         ]
     return "\n".join(parts) + "\n"
 
