@@ -67,3 +67,35 @@ def test_divergence_appears_and_grows_with_H(real_model, prompt):
     assert kl[1] < 1e-6
     assert kl[2] > 0.05
     assert kl[30] > kl[2]
+
+
+def test_fedattn_equals_transformers_with_per_layer_masks(real_model, prompt):
+    """An independent implementation, the authors' approach: Hugging Face's model with a custom mask per
+    layer (local = same owner and causal, global = causal). Our batched FedAttn must agree with it."""
+    transformers = pytest.importorskip("transformers")
+    from transformers import AttentionInterface
+    from transformers.integrations.sdpa_attention import sdpa_attention_forward
+
+    from fedsim.model_files import locate_model_file
+
+    L = len(prompt)
+    part = partition_pieces([L], ["question"], 4, "contiguous")
+    owner = torch.as_tensor(part.owner)
+    causal = torch.ones(L, L, dtype=torch.bool).tril()
+    local = (owner[:, None] == owner[None, :]) & causal
+    masks = [causal if layer % 3 == 0 else local for layer in range(30)]
+
+    def per_layer_mask(module, query, key, value, attention_mask, **kwargs):
+        return sdpa_attention_forward(module, query, key, value, masks[module.layer_idx][None, None], **kwargs)
+
+    AttentionInterface.register("fedattn_reference", per_layer_mask)
+    path = locate_model_file("smollm2-135m-instruct")
+    hf = transformers.AutoModelForCausalLM.from_pretrained(str(path.parent), gguf_file=path.name,
+                                                           dtype=torch.float32)
+    hf.config._attn_implementation = "fedattn_reference"
+    with torch.no_grad():
+        theirs = hf(torch.tensor([prompt])).logits[0, -1]
+    ours = FedAttnPrefill(real_model.model, prompt, part, make_schedule(30, 3)).run().last_logits()
+    central = real_model.model(torch.tensor([prompt]), last_only=True)[0, -1]
+    assert (ours - theirs).abs().max() < 1e-4
+    assert (ours - central).abs().max() > 0.1
