@@ -104,7 +104,7 @@ class ParticipantResult:
     prefill_compute_s: float
     prefill_wait_s: float
     prefill_comm_s: float
-    decode_s_per_token: float  # mean over generated tokens (responder only)
+    decode_s_per_token: float  # mean over the full decode passes after the first token (responder only)
     decode_token_s: tuple[float, ...]
     bytes_sent: float
     bytes_received: float
@@ -458,7 +458,10 @@ class _Simulation:
             participants.append(ParticipantResult(
                 participant=p, ttft_s=ttft, prefill_s=st.prefill_end, prefill_compute_s=st.compute_s,
                 prefill_wait_s=st.wait_s, prefill_comm_s=self.net.comm_s(p),
-                decode_s_per_token=sum(tokens) / len(tokens) if tokens else nan, decode_token_s=tuple(tokens),
+                # step 0 is only the LM head on the last prompt position (it is in the TTFT); the per-token
+                # decode time is that of the full passes after it
+                decode_s_per_token=sum(tokens[1:]) / (len(tokens) - 1) if len(tokens) > 1 else nan,
+                decode_token_s=tuple(tokens),
                 bytes_sent=self.net.bytes_sent[p], bytes_received=self.net.bytes_received[p],
                 flops_prefill=st.flops_prefill, flops_decode=st.flops_decode,
                 exposed_layers=tuple(st.exposed_layers), exposed_bytes=st.exposed_bytes,

@@ -273,7 +273,7 @@ def _config_columns(runs: pd.DataFrame) -> list[str]:
 
 def _varying(runs: pd.DataFrame, exclude: Sequence[str] = ()) -> list[str]:
     """Config columns with more than one value: the swept axes."""
-    return [c for c in _config_columns(runs) if c not in exclude and runs[c].astype(str).nunique() > 1]
+    return [c for c in _config_columns(runs) if c not in exclude and runs[c].astype(str).nunique(dropna=False) > 1]
 
 
 def _metrics(runs: pd.DataFrame) -> list[str]:
@@ -289,7 +289,7 @@ def _title(fig: Figure, title: str, runs: pd.DataFrame, axes: Sequence[str]) -> 
     the ones averaged over, so the figure says what it shows."""
     fixed = []
     for column, fmt in _CONTEXT:
-        if column in runs and column not in axes and runs[column].astype(str).nunique() == 1:
+        if column in runs and column not in axes and runs[column].astype(str).nunique(dropna=False) == 1:
             fixed.append(fmt.format(runs[column].iloc[0]))
     mixed = [c.split(".")[-1] for c in _varying(runs, exclude=axes)]
     if mixed:
