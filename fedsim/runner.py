@@ -105,10 +105,8 @@ class FedAttnLayerMath:
 
 # -- building blocks ----------------------------------------------------------------------------------------
 def task_params(sc: Scenario) -> dict[str, Any]:
-    params = sc.task.model_dump(exclude={"kind", "chat"})
-    extra = sc.task.model_extra or {}
-    params.update(extra)
-    return params
+    """The workload's own parameters (the `task:` block minus `kind`; chat is passed as prefix/suffix)."""
+    return sc.task.model_dump(exclude={"kind", "chat"})
 
 
 def build_prompt(sc: Scenario, lm: LoadedModel) -> Prompt:
@@ -237,7 +235,7 @@ def run_scenario(sc: Scenario, run_dir: Any = None) -> RunRecords:
     rows = participant_rows(sim, prefill, quality, devices, prec, run_id, responder)
     layers = layer_rows(prefill, ref, run_id)
     participants = pd.DataFrame(rows)
-    return RunRecords(participants, layers, summarize(sc, participants, run_id, responder), sim.trace)
+    return RunRecords(participants, layers, summarize(participants, run_id, responder), sim.trace)
 
 
 def measure_quality(lm: LoadedModel, prefill: FedAttnPrefill, ref: Reference, who: list[int], task: Task,
@@ -318,23 +316,9 @@ def layer_rows(prefill: FedAttnPrefill, ref: Reference, run_id: str) -> pd.DataF
     return pd.DataFrame(rows)
 
 
-def flatten(d: dict, prefix: str = "") -> dict[str, Any]:
-    out = {}
-    for k, v in d.items():
-        key = f"{prefix}{k}"
-        if isinstance(v, dict) and k not in ("overrides",):
-            out.update(flatten(v, key + "."))
-        elif isinstance(v, dict | list):
-            out[key] = str(v)
-        else:
-            out[key] = v
-    return out
-
-
-def summarize(sc: Scenario, participants: pd.DataFrame, run_id: str, responder: int) -> dict[str, Any]:
-    resolved = sc.resolved()
-    resolved.pop("sweep", None)
-    summary = {"run_id": run_id, **flatten(resolved), "n_participants": len(participants)}
+def summarize(participants: pd.DataFrame, run_id: str, responder: int) -> dict[str, Any]:
+    """The run's row of the runs table (the sweep prepends the flattened configuration)."""
+    summary = {"run_id": run_id, "n_participants": len(participants)}
     pub = participants[participants.role == "publisher"].iloc[0]
     collab = participants[participants.role == "collaborator"]
     for metric, higher in QUALITY_METRICS.items():
