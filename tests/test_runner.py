@@ -63,3 +63,14 @@ def test_same_seed_same_records_and_deadline_drops_a_straggler():
     assert slow.summary["prefill_s"] < a.prefill_s.max()
     assert slow.layers[(slow.layers.participant == 0) & (slow.layers.kind == "sync")].included.eq(False).any()
     assert slow.summary["kl_mean_average"] > 0
+
+
+def test_dropout_at_a_time_and_by_seeded_probability():
+    rec = run_scenario(scenario(faults__dropout={"participant": 1, "at_s": 0.0}))
+    p = rec.participants.set_index("participant")
+    assert p.dropped.tolist() == [False, True, False]
+    assert p.loc[1, "bytes_sent"] == 0 and pd.isna(p.loc[1, "kl_mean"]) and p.loc[1, "exposed_layers"] == ""
+    assert not rec.layers[(rec.layers.participant == 1) & (rec.layers.kind == "sync")].included.any()
+    a = run_scenario(scenario(faults__dropout={"probability": 0.5})).participants.dropped.tolist()
+    b = run_scenario(scenario(faults__dropout={"probability": 0.5})).participants.dropped.tolist()
+    assert a == b
