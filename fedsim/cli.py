@@ -17,7 +17,7 @@ from pathlib import Path
 from fedsim.config import ScenarioError, load_scenario
 from fedsim.plots import plot_results
 from fedsim.profiles import ProfileError, load_devices, load_links
-from fedsim.sweep import BACKENDS, BackendError, expand_grid, parse_set, results_root, run_sweep
+from fedsim.sweep import BACKENDS, BackendError, check_points, expand_grid, parse_set, results_root, run_sweep
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -79,6 +79,7 @@ def _report_plots(paths: list[Path], root: Path) -> None:
 def _validate(args: argparse.Namespace) -> int:
     scenario = load_scenario(args.scenario)
     points = expand_grid(scenario, dict(parse_set(a) for a in args.set))
+    check_points(points)
     print(f"ok: {args.scenario}: {len(points)} run(s) into {results_root(scenario)}")
     return 0
 

@@ -129,8 +129,7 @@ def run_sweep(
     if backend == "ray":
         _import_ray()
     if run_fn is None:
-        _check_model_files(points)
-        _check_runs(points)
+        check_points(points)
     root = results_root(scenario, out_dir)
     ids = [config_hash(p.resolved()) for p in points]
     finished = load_finished_runs(root)
@@ -233,6 +232,13 @@ def _run_ray(jobs: list[Job], workers: int, run_fn: RunFn | None) -> Iterator[tu
     finally:
         for ref in pending:
             ray.cancel(ref)
+
+
+def check_points(points: Sequence[Scenario]) -> None:
+    """Everything the real runner would reject, before any results directory exists: missing model files,
+    then schedule, partition and responder errors (these need the model's depth and tokenizer)."""
+    _check_model_files(points)
+    _check_runs(points)
 
 
 def _check_runs(points: Sequence[Scenario]) -> None:
