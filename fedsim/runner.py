@@ -191,50 +191,61 @@ def score_answer(kind: str, task: Task, text: str) -> float:
     return float(task.answer.strip() in text)
 
 
-def check_scenario(sc: Scenario) -> None:
-    """Everything that can be wrong with a scenario but needs the model (depth, tokenizer) to tell:
-    raises a one-line ValueError before any results are written."""
+@dataclass(frozen=True)
+class Prepared:
+    """Everything a run needs before the simulation starts."""
+
+    lm: LoadedModel
+    prompt: Prompt
+    schedule: Schedule
+    responder: int
+    devices: list
+    links: list
+
+
+def prepare(sc: Scenario) -> Prepared:
+    """Model, prompt, schedule, responder, devices and links of a scenario. Raises a one-line ValueError for
+    what the schema alone cannot tell (it needs the model's depth or the tokenized prompt)."""
     lm = load_model(sc.model.name)
     prompt = build_prompt(sc, lm)
-    build_schedule(sc, lm.cfg.n_layers)
-    if isinstance(sc.decoding.responder, int) and sc.decoding.responder >= prompt.partition.n_participants:
-        n = prompt.partition.n_participants
-        raise ValueError(f"decoding.responder={sc.decoding.responder} but there are only {n} participants "
-                         f"(0..{n - 1}); use 'publisher' or a smaller index")
-    devices_and_links(sc)
+    schedule = build_schedule(sc, lm.cfg.n_layers)
+    n = prompt.partition.n_participants
+    responder = prompt.partition.publisher if sc.decoding.responder == "publisher" else int(sc.decoding.responder)
+    if responder >= n:
+        raise ValueError(f"decoding.responder={responder} but there are only {n} participants (0..{n - 1}); "
+                         f"use 'publisher' or a smaller index")
+    devices, links = devices_and_links(sc)
+    return Prepared(lm, prompt, schedule, responder, devices, links)
+
+
+def check_scenario(sc: Scenario) -> None:
+    """Raise before any results are written if the scenario cannot run (see `prepare`)."""
+    prepare(sc)
 
 
 # -- one run ------------------------------------------------------------------------------------------------
 def run_scenario(sc: Scenario, run_dir: Any = None) -> RunRecords:
     """Simulate one scenario and measure it; `run_dir` is unused here (the caller writes results)."""
     del run_dir
-    check_scenario(sc)
-    lm = load_model(sc.model.name)
-    cfg = lm.cfg
-    prompt = build_prompt(sc, lm)
-    part, N = prompt.partition, prompt.partition.n_participants
-    schedule = build_schedule(sc, cfg.n_layers)
-    responder = part.publisher if sc.decoding.responder == "publisher" else int(sc.decoding.responder)
+    run = prepare(sc)
+    lm, part, responder = run.lm, run.prompt.partition, run.responder
     prec = Precision(kv_bytes=sc.model.kv_bytes_per_element)
-    ref = reference(lm, prompt.tokens, sc.decoding.max_new_tokens)
+    ref = reference(lm, run.prompt.tokens, sc.decoding.max_new_tokens)
 
-    prefill = FedAttnPrefill(lm.model, prompt.tokens, part, schedule, seed=sc.seed, precision=prec,
+    prefill = FedAttnPrefill(lm.model, run.prompt.tokens, part, run.schedule, seed=sc.seed, precision=prec,
                              cache=PREFIX_CACHE)
-    devices, links = devices_and_links(sc)
     sim = engine.simulate(
-        FedAttnLayerMath(prefill, responder), devices, links, sc.network.topology,
+        FedAttnLayerMath(prefill, responder), run.devices, run.links, sc.network.topology,
         overlap=sc.engine.overlap, deadline_s=sc.faults.deadline_s, dropout=dropouts(sc),
         responder=responder, n_decode=max(1, len(ref.continuation)), seed=sc.seed, trace=sc.engine.trace,
     )
     while not prefill.done:  # the engine stops early only if nobody is left; finish for the metrics
         prefill.step(frozenset())
 
-    everyone = list(range(N))
-    quality = measure_quality(lm, prefill, ref, everyone, prompt.task, sc)
+    quality = measure_quality(lm, prefill, ref, list(range(part.n_participants)), run.prompt.task, sc)
     run_id = config_hash(sc.resolved())
-    rows = participant_rows(sim, prefill, quality, devices, prec, run_id, responder)
+    participants = pd.DataFrame(participant_rows(sim, prefill, quality, run.devices, prec, run_id, responder))
     layers = layer_rows(prefill, ref, run_id)
-    participants = pd.DataFrame(rows)
     return RunRecords(participants, layers, summarize(participants, run_id, responder), sim.trace)
 
 
