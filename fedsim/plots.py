@@ -46,7 +46,7 @@ def metric_label(metric: str) -> str:
     """Axis label with unit and direction, e.g. 'KL divergence from centralized (nats per token, lower is better)'."""
     label, unit, higher = METRICS.get(metric, (metric, "", True))
     details = ", ".join(d for d in (unit, "" if higher else "lower is better") if d)
-    return f"{label} ({details})" if details else label
+    return textwrap.fill(f"{label} ({details})" if details else label, 45)
 
 
 def plot_quality_vs_H(runs: pd.DataFrame, metric: str) -> Figure:
@@ -145,7 +145,7 @@ def plot_pareto(runs: pd.DataFrame, metric: str) -> Figure:
         ax.annotate(text, (row["_x"], row["_y"]), textcoords="offset points", xytext=(8, -3), fontsize="x-small",
                     bbox={"boxstyle": "round,pad=0.1", "fc": "white", "alpha": 0.8, "lw": 0})
     ax.set_xlabel("Time to first token of the responder (s)")
-    ax.set_ylabel(textwrap.fill(metric_label(metric) + " of the task publisher", 45))
+    ax.set_ylabel(metric_label(metric) + "\nof the task publisher")
     ax.legend(loc="lower right", fontsize="small")
     _title(fig, "Latency vs quality, one point per run", runs, _varying(runs))
     return fig
