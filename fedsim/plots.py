@@ -294,7 +294,7 @@ def _title(fig: Figure, title: str, runs: pd.DataFrame, axes: Sequence[str]) -> 
     mixed = [c.split(".")[-1] for c in _varying(runs, exclude=axes)]
     if mixed:
         fixed.append(f"mean over {', '.join(mixed)}")
-    context = textwrap.fill(", ".join(fixed), 90) if fixed else ""
+    context = textwrap.fill(", ".join(fixed), 75) if fixed else ""
     fig.suptitle(title + (f"\n{context}" if context else ""), fontsize="medium")
 
 
