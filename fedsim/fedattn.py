@@ -123,6 +123,7 @@ class FedAttnPrefill:
         self.included: list[frozenset[int]] = []
         self._key = hashlib.sha256(self.tokens.numpy().tobytes()).hexdigest()
         self._counts: dict[tuple[int, frozenset[int]], list[LayerCounts]] = {}
+        self._costs: dict[tuple[int, frozenset[int]], list[LayerCost]] = {}
         self._masks: dict[bytes, torch.Tensor] = {}
         self.everyone = frozenset(range(N))
 
@@ -195,11 +196,16 @@ class FedAttnPrefill:
         return self._counts[key]
 
     def layer_costs(self, layer: int, included: frozenset[int] | None = None) -> list[LayerCost]:
-        cfg = self.model.cfg
-        return [
-            layer_cost(cfg, c.n_queries, c.attended_pairs, c.own_pairs, c.visible_keys, c.sent_tokens, self.precision)
-            for c in self.counts(layer, included)
-        ]
+        """Closed-form cost per participant at `layer`; memoized, as the engine asks once per participant."""
+        included = self.everyone if included is None else frozenset(included)
+        key = (layer, included)
+        if key not in self._costs:
+            cfg, prec = self.model.cfg, self.precision
+            self._costs[key] = [
+                layer_cost(cfg, c.n_queries, c.attended_pairs, c.own_pairs, c.visible_keys, c.sent_tokens, prec)
+                for c in self.counts(layer, included)
+            ]
+        return self._costs[key]
 
     # -- running -------------------------------------------------------------------------------------------
     def _chain_key(self, vis: torch.Tensor) -> str:

@@ -22,14 +22,10 @@ from gguf import GGUFReader
 from gguf.quants import dequantize
 
 from fedsim.model import ModelConfig
+from fedsim.model_files import cache_dir
 
 SUPPORTED_ARCHS = ("llama", "qwen2")
 CACHE_FORMAT = 1  # bump when the cached layout changes
-
-
-def cache_dir() -> Path:
-    """Where derived model files live: `$FEDSIM_CACHE`, else `~/.cache/fedsim`."""
-    return Path(os.environ.get("FEDSIM_CACHE", Path.home() / ".cache" / "fedsim"))
 
 
 def _field(reader: GGUFReader, key: str, default=None):

@@ -244,8 +244,10 @@ def run_scenario(sc: Scenario, run_dir: Any = None) -> RunRecords:
 
     quality = measure_quality(lm, prefill, ref, list(range(part.n_participants)), run.prompt.task, sc)
     run_id = config_hash(sc.resolved())
-    participants = pd.DataFrame(participant_rows(sim, prefill, quality, run.devices, prec, run_id, responder))
     layers = layer_rows(prefill, ref, run_id)
+    last = layers[layers.layer == lm.cfg.n_layers - 1].sort_values("participant")
+    quality["hidden_dev_last"] = last.hidden_dev.tolist()
+    participants = pd.DataFrame(participant_rows(sim, prefill, quality, run.devices, prec, run_id, responder))
     return RunRecords(participants, layers, summarize(participants, run_id, responder), sim.trace)
 
 
@@ -257,14 +259,10 @@ def measure_quality(lm: LoadedModel, prefill: FedAttnPrefill, ref: Reference, wh
     d = sc.decoding
     sampling = Sampling(d.greedy, d.temperature, d.top_k, d.top_p, sc.seed)
     gens = generate(prefill, who, d.max_new_tokens, lm.tokenizer.eos_ids, sampling)
-    last = len(prefill.hidden) - 1
-    owner = torch.as_tensor(prefill.partition.owner)
     texts = [lm.tokenizer.decode(g) for g in gens]
     return {
         "kl_mean": kl_per_position(ref_logits, logits).mean(-1).tolist(),
         "top1_agree": top1_agreement(ref_logits, logits).tolist(),
-        "hidden_dev_last": [hidden_deviation(ref.hidden[last][owner == p], prefill.hidden[last][0][owner == p])
-                            for p in who],
         "gen_exact_match": [float(g == ref.continuation) for g in gens],
         "gen_token_overlap": [token_overlap(ref.continuation, g) for g in gens],
         "task_correct": [score_answer(sc.task.kind, task, t) for t in texts],
