@@ -4,10 +4,10 @@ outside the torch math (goal: under 10%).
 The torch math is `FedAttnLayerMath.advance` (one real transformer block for all participants, called by
 the engine) plus `measure_quality` (teacher-forced logits and generation for every responder); everything
 else in `run_scenario` is overhead: scenario checks, tokenising the prompt, the engine's event loop and
-cost queries, the records. Timing is by wrapping those functions from outside (the runner is not edited).
-Each repeat clears the prefix cache, so every block really runs, as in the first run of a sweep; the
-centralized reference (computed once per prompt and process, shared by a sweep's runs) is computed before
-the timed repeats and reported on its own line.
+cost queries, the records. Timing is by wrapping those functions from outside (the run is not edited).
+Each repeat gets an empty prefix cache in its RunContext, so every block really runs, as in the first run of
+a sweep; the centralized reference (kept in the context, shared by a sweep's runs) is computed before the
+timed repeats and reported on its own line.
 
     python3 benchmarks/bench_engine.py [--scenario scenarios/default.yaml] [--repeats 5] [--profile]
 """
@@ -26,12 +26,14 @@ from typing import Any
 
 import torch
 
-import fedsim.engine
-import fedsim.runner as runner
-from fedsim.config import Scenario, load_scenario
-from fedsim.fedattn import PrefixCache
-from fedsim.loading import load_model
-from fedsim.sweep import expand_grid
+import fedsim.experiment.run as runner
+from fedsim.experiment.config import Scenario
+from fedsim.experiment.run import RunContext
+from fedsim.experiment.scenario_file import load_scenario
+from fedsim.experiment.setup import RunSetup, prepare
+from fedsim.experiment.sweep import expand_grid
+from fedsim.fedattn.prefill import PrefixCache
+from fedsim.models.loading import load_model
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -56,18 +58,18 @@ class Timers:
 
 
 def instrument(timers: Timers) -> None:
-    """Wrap the torch math, the quality measurement and the engine entry point (module attributes the
-    runner looks up at call time)."""
+    """Wrap the torch math, the quality measurement and the engine entry point (names the run module looks
+    up at call time)."""
     runner.FedAttnLayerMath.advance = timers.wrap("advance", runner.FedAttnLayerMath.advance)
     runner.measure_quality = timers.wrap("quality", runner.measure_quality)
-    simulate = timers.wrap("simulate", fedsim.engine.simulate)
+    simulate = timers.wrap("simulate", runner.simulate)
 
     def counted(*args: Any, **kwargs: Any) -> Any:
         result = simulate(*args, **kwargs)
         timers.events = result.events_processed
         return result
 
-    fedsim.engine.simulate = counted
+    runner.simulate = counted
 
 
 def pick_point(path: Path, h: int | None) -> Scenario:
@@ -78,11 +80,11 @@ def pick_point(path: Path, h: int | None) -> Scenario:
     return next((p for p in points if p.schedule.H == want), points[0])
 
 
-def one_run(sc: Scenario, timers: Timers) -> dict[str, float]:
-    runner.PREFIX_CACHE = PrefixCache()  # every block really runs (the runner reads the global at call time)
+def one_run(sc: Scenario, setup: RunSetup, context: RunContext, timers: Timers) -> dict[str, float]:
+    context.prefix_cache = PrefixCache()  # every block really runs
     timers.seconds.clear()
     start = time.perf_counter()
-    runner.run_scenario(sc)
+    runner.run_scenario(sc, setup, context)
     total = time.perf_counter() - start
     advance, quality = timers.seconds.get("advance", 0.0), timers.seconds.get("quality", 0.0)
     engine = timers.seconds.get("simulate", 0.0) - advance  # the event loop and cost queries, math excluded
@@ -102,21 +104,21 @@ def main() -> None:
     torch.set_num_threads(2)
     sc = pick_point(args.scenario, args.H)
     lm = load_model(sc.model.name)
-    prompt = runner.build_prompt(sc, lm)
+    setup, context = prepare(sc), RunContext()
     start = time.perf_counter()
-    runner.reference(lm, prompt.tokens, sc.decoding.max_new_tokens)
+    context.reference(lm, setup.tokens, sc.decoding.max_new_tokens)
     ref_s = time.perf_counter() - start
 
     timers = Timers()
     instrument(timers)
-    runner.run_scenario(sc)  # warm-up: imports, allocator, caches of tokenizer and schedule
-    runs = [one_run(sc, timers) for _ in range(args.repeats)]
+    runner.run_scenario(sc, setup, context)  # warm-up: imports, allocator, caches of tokenizer and schedule
+    runs = [one_run(sc, setup, context, timers) for _ in range(args.repeats)]
 
     def med(key: str) -> float:
         return statistics.median(r[key] for r in runs)
 
     print(f"{args.scenario.name}: {sc.model.name}, {sc.task.kind}, N={sc.participants.n}, H={sc.schedule.H}, "
-          f"{len(prompt.tokens)} prompt tokens ({'/'.join(map(str, prompt.partition.sizes()))}), "
+          f"{len(setup.tokens)} prompt tokens ({'/'.join(map(str, setup.prompt.partition.sizes()))}), "
           f"max_new_tokens={sc.decoding.max_new_tokens}, {sc.network.link}; torch threads 2; "
           f"median of {args.repeats} runs (min-max in brackets)")
 
@@ -136,9 +138,9 @@ def main() -> None:
     print(line("events per second (engine time only)", "events_per_s", 1e-3, "k/s", ".0f"))
 
     if args.profile:
-        runner.PREFIX_CACHE = PrefixCache()
+        context.prefix_cache = PrefixCache()
         prof = cProfile.Profile()
-        prof.runcall(runner.run_scenario, sc)
+        prof.runcall(runner.run_scenario, sc, setup, context)
         print("\ncProfile of one more run, by cumulative time:")
         pstats.Stats(prof).sort_stats("cumulative").print_stats(25)
 

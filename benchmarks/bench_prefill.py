@@ -15,10 +15,10 @@ import time
 
 import torch
 
-from fedsim.fedattn import FedAttnPrefill, PrefixCache
-from fedsim.loading import load_model
-from fedsim.partition import partition_pieces
-from fedsim.schedule import make_schedule
+from fedsim.fedattn.partition import partition_pieces
+from fedsim.fedattn.prefill import FedAttnPrefill, PrefixCache
+from fedsim.fedattn.schedule import make_schedule
+from fedsim.models.loading import load_model
 
 
 def timed(fn) -> float:

@@ -15,11 +15,12 @@ import argparse
 import numpy as np
 import torch
 
-from fedsim.fedattn import FedAttnPrefill, generate
-from fedsim.loading import load_model
-from fedsim.metrics import hidden_deviation, kl_per_position, top1_agreement
-from fedsim.partition import Partition, partition_pieces
-from fedsim.schedule import make_schedule
+from fedsim.fedattn.decode import generate
+from fedsim.fedattn.metrics import hidden_deviation, kl_per_position, top1_agreement
+from fedsim.fedattn.partition import Partition, partition_pieces
+from fedsim.fedattn.prefill import FedAttnPrefill
+from fedsim.fedattn.schedule import make_schedule
+from fedsim.models.loading import load_model
 
 PROMPT = (
     "The lighthouse keeper kept a logbook. On Monday the keeper counted 12 ships passing the northern rocks. "

@@ -15,10 +15,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from fedsim.config import load_scenario
-from fedsim.plots import plot_results
-from fedsim.results import atomic_write_bytes
-from fedsim.sweep import run_sweep
+from fedsim.common.files import atomic_write
+from fedsim.experiment.plots import plot_results
+from fedsim.experiment.scenario_file import load_scenario
+from fedsim.experiment.sweep import run_sweep
 
 ROOT = Path(__file__).resolve().parents[1]
 SCENARIOS = ROOT / "scenarios" / "report"
@@ -128,7 +128,7 @@ def main() -> None:
     args = ap.parse_args()
     tables = run_all(args.workers)
     text = write_report(tables)
-    atomic_write_bytes(OUT / "REPORT.md", text.encode())
+    atomic_write(OUT / "REPORT.md", text.encode())
     print(text)
 
 

@@ -14,7 +14,7 @@ import os
 import torch
 from transformers import AutoTokenizer, LlamaForCausalLM
 
-from fedsim.workloads.retrieval import make_retrieval_task, score
+from fedsim.workloads.retrieval import RetrievalParams, build, score
 
 GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
 SETTINGS = (
@@ -51,15 +51,16 @@ def main() -> None:
     args = ap.parse_args()
     torch.manual_seed(0)
     model, tok = load_model()
-    # As fedsim's runner does: the template around a placeholder user message gives prefix and suffix.
+    # As fedsim's run setup does: the template around a placeholder user message gives prefix and suffix.
     user_turn = [{"role": "user", "content": "\x00"}]
     prefix, suffix = tok.apply_chat_template(user_turn, tokenize=False, add_generation_prompt=True).split("\x00")
     for setting in SETTINGS:
-        params = {**setting, "chat_prefix": prefix, "chat_suffix": suffix} if setting.get("chat") else setting
+        params = RetrievalParams(kind="retrieval", **setting)
+        chat = (prefix, suffix) if params.chat else None
         central = local = 0
         n_tokens = []
         for seed in range(args.seeds):
-            task = make_retrieval_task(params, seed)
+            task = build(params, seed, chat)
             question = task.pieces[-1].text
             central += score(greedy(model, tok, task.text, args.max_new_tokens), task.answer)
             local += score(greedy(model, tok, question, args.max_new_tokens), task.answer)

@@ -4,7 +4,7 @@ numbers computed by hand (docs/worked_example.md shows the arithmetic).
 Setup (scenarios/worked_example.yaml): SmolLM2-135M-Instruct, N=4 Jetson Orin Nano devices, a 128-token
 retrieval prompt split 4 x 32 tokens, H=4 (blocks 0, 4, ..., 28 sync: 8 of 30), star topology, latency
 jitter 0, run once on Wi-Fi 6 and once on 5G. The engine numbers come from `run_scenario` (records and its
-trace); the hand numbers only from the profile YAML values and fedsim.costs' closed forms, never from the
+trace); the hand numbers only from the profile YAML values and fedsim.fedattn.costs' closed forms, never from the
 engine.
 
     python3 benchmarks/worked_example.py
@@ -19,8 +19,13 @@ from typing import Any
 
 import torch
 
-from fedsim.config import Scenario, load_scenario
-from fedsim.costs import (
+from fedsim.experiment.config import Scenario
+from fedsim.experiment.records import RunRecords
+from fedsim.experiment.run import RunContext, run_scenario
+from fedsim.experiment.scenario_file import load_scenario
+from fedsim.experiment.setup import prepare
+from fedsim.experiment.sweep import expand_grid
+from fedsim.fedattn.costs import (
     Precision,
     attention_flops,
     block_weight_bytes,
@@ -29,11 +34,9 @@ from fedsim.costs import (
     model_weight_bytes,
     projection_flops,
 )
-from fedsim.loading import load_model
-from fedsim.model import ModelConfig
-from fedsim.profiles import DeviceProfile, LinkProfile, get_device, get_link
-from fedsim.runner import RunRecords, build_prompt, build_schedule, reference, run_scenario
-from fedsim.sweep import expand_grid
+from fedsim.models.loading import load_model
+from fedsim.models.transformer import ModelConfig
+from fedsim.sim.profiles import DeviceProfile, LinkProfile, get_device, get_link
 
 SCENARIO = Path(__file__).resolve().parent.parent / "scenarios" / "worked_example.yaml"
 REL_TOL = 1e-9  # engine and hand agree when they differ by less than this fraction (float rounding only)
@@ -277,27 +280,27 @@ def main() -> None:
     torch.set_num_threads(2)
     base = load_scenario(SCENARIO)
     lm = load_model(base.model.name)
-    sizes = build_prompt(base, lm).partition.sizes()
+    setup, context = prepare(base), RunContext()
+    sizes = setup.prompt.partition.sizes()
     prec = Precision(kv_bytes=base.model.kv_bytes_per_element)
     print(f"SmolLM2-135M-Instruct {lm.cfg.n_layers} blocks, d_model {lm.cfg.d_model}, d_ff {lm.cfg.d_ff}, "
           f"{lm.cfg.n_heads} heads x {lm.cfg.head_dim}, kv_dim {lm.cfg.kv_dim}, vocab {lm.cfg.vocab_size}; "
           f"prompt {sum(sizes)} tokens = {' + '.join(map(str, sizes))}; H={base.schedule.H}")
-    ref = reference(lm, build_prompt(base, lm).tokens, base.decoding.max_new_tokens)
+    ref = context.reference(lm, setup.tokens, base.decoding.max_new_tokens)
     dev = get_device(base.participants.device)
     print(f"device {dev.name}: {dev.peak_flops:.4g} FLOP/s x efficiency {dev.efficiency:g}, memory "
           f"{dev.mem_bandwidth:.4g} B/s, {dev.msg_overhead_s * 1e3:g} ms per message; "
           f"centralized answer {lm.tokenizer.decode(ref.continuation)!r} ({len(ref.continuation)} tokens)")
     points = expand_grid(base)
-    schedule = build_schedule(base, lm.cfg.n_layers)
-    n_sync = sum(schedule.kind(layer) == "sync" for layer in range(lm.cfg.n_layers))
+    n_sync = sum(setup.schedule.kind(layer) == "sync" for layer in range(lm.cfg.n_layers))
     print("\n".join(derivation(lm.cfg, dev, [get_link(p.network.link) for p in points], sizes, n_sync,
                                len(ref.continuation), prec)))
     for sc in points:
-        rec = run_scenario(sc)
-        schedule = build_schedule(sc, lm.cfg.n_layers)
-        kinds = [schedule.kind(layer) for layer in range(lm.cfg.n_layers)]
+        point = prepare(sc)
+        rec = run_scenario(sc, point, context)
+        kinds = [point.schedule.kind(layer) for layer in range(lm.cfg.n_layers)]
         # The engine times as many decode steps as the centralized reference generated (an input, like H).
-        n_decode = len(reference(lm, build_prompt(sc, lm).tokens, sc.decoding.max_new_tokens).continuation)
+        n_decode = len(context.reference(lm, point.tokens, sc.decoding.max_new_tokens).continuation)
         hand = hand_numbers(lm.cfg, get_device(sc.participants.device), get_link(sc.network.link), sizes,
                             kinds.count("sync"), n_decode, prec)
         print()

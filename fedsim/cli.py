@@ -1,4 +1,4 @@
-"""Command line: parses arguments and calls library functions; user mistakes become one `error:` line.
+"""Command line: parses arguments and calls library functions; a user mistake becomes one `error:` line.
 
     fedsim run SCENARIO                     one run, or the grid of the scenario's `sweep:` block
     fedsim sweep SCENARIO --set schedule.H=1,2,4,8 --set participants.n=2,4,8
@@ -14,10 +14,9 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from fedsim.config import ScenarioError, load_scenario
-from fedsim.plots import plot_results
-from fedsim.profiles import ProfileError, load_devices, load_links
-from fedsim.sweep import BACKENDS, BackendError, check_points, expand_grid, parse_set, results_root, run_sweep
+from fedsim.common.errors import UserError
+from fedsim.experiment.scenario_file import load_scenario
+from fedsim.experiment.sweep import BACKENDS, expand_grid, parse_set, prepare_points, results_root, run_sweep
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -28,27 +27,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted: finished runs are kept; run the same command again to resume", file=sys.stderr)
         return 130
-    except Exception as err:
-        if not isinstance(err, _user_errors()):
-            raise  # a bug: keep the traceback
-        print(f"error: {_one_line(err)}", file=sys.stderr)
+    except UserError as err:
+        print(f"error: {' '.join(str(err).split())}", file=sys.stderr)
         return 2
-
-
-def _user_errors() -> tuple[type[Exception], ...]:
-    """Errors the user can fix (scenario values only checkable against the model's depth and the prompt
-    included); these modules load only when an error is being reported."""
-    from fedsim.model_files import ModelFileError
-    from fedsim.partition import PartitionError
-    from fedsim.schedule import ScheduleError
-
-    return ScenarioError, ProfileError, BackendError, ModelFileError, ScheduleError, PartitionError, FileNotFoundError
-
-
-def _one_line(err: Exception) -> str:
-    if isinstance(err, FileNotFoundError) and err.filename:
-        return f"{err.filename}: no such file or directory"
-    return " ".join(str(err).split())
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -60,17 +41,19 @@ def _run(args: argparse.Namespace) -> int:
     print(f"{runs.attrs['ran']} run(s) done, {runs.attrs['skipped']} already finished (skipped): "
           f"{root / 'runs.parquet'}, {root / 'participants.parquet'}")
     if not args.no_plots:
-        _report_plots(plot_results(root), root)
+        _plots(root)
     return 0
 
 
 def _plot(args: argparse.Namespace) -> int:
-    _report_plots(plot_results(args.results_dir), Path(args.results_dir))
+    _plots(Path(args.results_dir))
     return 0
 
 
-def _report_plots(paths: list[Path], root: Path) -> None:
-    if paths:
+def _plots(root: Path) -> None:
+    from fedsim.experiment.plots import plot_results  # matplotlib loads only when plots are drawn
+
+    if paths := plot_results(root):
         print(f"{len(paths)} plot file(s) in {root / 'plots'}")
     else:
         print("no plots: no swept setting has two or more values")
@@ -79,38 +62,16 @@ def _report_plots(paths: list[Path], root: Path) -> None:
 def _validate(args: argparse.Namespace) -> int:
     scenario = load_scenario(args.scenario)
     points = expand_grid(scenario, dict(parse_set(a) for a in args.set))
-    check_points(points)
+    prepare_points(points)
     print(f"ok: {args.scenario}: {len(points)} run(s) into {results_root(scenario)}")
     return 0
 
 
 def _profiles(args: argparse.Namespace) -> int:
-    devices = [
-        (d.name, f"{d.peak_flops / 1e12:g} TFLOP/s {d.precision}", f"{d.mem_bandwidth / 1e9:g} GB/s",
-         f"{d.mem_bytes / 2**30:.3g} GiB", f"{d.efficiency:g}", f"{d.msg_overhead_s * 1e6:g} us", d.source)
-        for d in load_devices().values()
-    ]
-    links = [
-        (k.name, f"{k.uplink_Bps * 8 / 1e6:g} Mbit/s", f"{k.downlink_Bps * 8 / 1e6:g} Mbit/s",
-         f"{k.latency_s * 1e3:g} ms", f"{k.jitter_s * 1e3:g} ms", "shared" if k.shared_medium else "dedicated",
-         k.source)
-        for k in load_links().values()
-    ]
-    _print_table("DEVICES", ("name", "peak compute", "memory bandwidth", "memory", "efficiency",
-                             "per-message overhead"), devices)
-    print()
-    _print_table("LINKS", ("name", "uplink", "downlink", "latency (one way)", "jitter", "medium"), links)
+    from fedsim.sim.profiles import describe
+
+    print(describe())
     return 0
-
-
-def _print_table(title: str, headers: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
-    """Aligned columns, each row's source on the line below it (sources are long citations)."""
-    widths = [max(len(r[i]) for r in [headers, *rows]) for i in range(len(headers))]
-    print(title)
-    print("  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)).rstrip())
-    for *cells, source in rows:
-        print("  ".join(c.ljust(w) for c, w in zip(cells, widths, strict=True)).rstrip())
-        print(f"    source: {' '.join(source.split())}")
 
 
 def _positive_int(text: str) -> int:

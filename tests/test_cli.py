@@ -1,7 +1,5 @@
 """CLI: user mistakes are one `error:` line with exit 2 and no results; runs write tables and plots."""
 
-import sys
-import types
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -9,8 +7,8 @@ import pandas as pd
 import pytest
 
 from fedsim.cli import main
-from fedsim.model_files import ModelFileError
-from fedsim.profiles import load_devices, load_links
+from fedsim.common.errors import UserError
+from fedsim.sim.profiles import load_devices, load_links
 
 GOOD = "name: demo\nmodel: {name: tiny-random}\nsweep: {schedule.H: [1, 2]}\n"
 
@@ -22,7 +20,7 @@ class Records:
     trace: dict | None = None
 
 
-def fake_run_scenario(scenario, run_dir: Path) -> Records:
+def fake_run_scenario(scenario, setup) -> Records:
     h, n = scenario.schedule.H, scenario.participants.n
     summary = {"task_correct_publisher": 1 / h, "task_correct_best_collaborator": 0.9 / h,
                "task_correct_average": 0.8 / h, "bytes_sent_per_participant": 1e6 / h, "ttft_s": 0.1 + 0.1 / h,
@@ -32,11 +30,9 @@ def fake_run_scenario(scenario, run_dir: Path) -> Records:
 
 @pytest.fixture
 def fake_runner(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Stand in for fedsim.runner so the CLI's default run function costs nothing."""
-    module = types.ModuleType("fedsim.runner")
-    module.run_scenario = fake_run_scenario
-    module.check_scenario = lambda scenario: None  # the fake runner accepts every valid scenario
-    monkeypatch.setitem(sys.modules, "fedsim.runner", module)
+    """Stand in for the real run so the CLI's default run function costs nothing (serial backend)."""
+    monkeypatch.setattr("fedsim.experiment.sweep._run_in_worker", fake_run_scenario)
+    monkeypatch.setattr("fedsim.experiment.sweep.prepare_points", lambda points: [None] * len(points))
 
 
 def scenario_file(tmp_path: Path, text: str) -> str:
@@ -74,19 +70,20 @@ def test_a_bad_scenario_is_one_error_line_exit_2_and_writes_nothing(
 
 def test_missing_scenario_file_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     code, _, err = run_cli(capsys, "run", str(tmp_path / "nope.yaml"))
-    assert code == 2 and err == f"error: {tmp_path / 'nope.yaml'}: no such file or directory\n"
+    assert code == 2 and err == (f"error: {tmp_path / 'nope.yaml'}: no such file or directory; "
+                                 "give the path of a scenario .yaml file\n")
 
 
 def test_missing_model_file_is_reported_before_any_directory_exists(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     def missing(name: str) -> Path:
-        raise ModelFileError(f"model {name!r} not found: run `pip install ...`")
+        raise UserError("model.name", f"model {name!r} not found", "run `pip install ...`")
 
-    monkeypatch.setattr("fedsim.model_files.locate_model_file", missing)
+    monkeypatch.setattr("fedsim.models.loading.locate_model_file", missing)
     path = scenario_file(tmp_path, "model: {name: qwen2.5-0.5b}\n")
     code, _, err = run_cli(capsys, "run", path, "--out", str(tmp_path / "results"))
-    assert code == 2 and err == "error: model 'qwen2.5-0.5b' not found: run `pip install ...`\n"
+    assert code == 2 and err == f"error: {path}: model.name: model 'qwen2.5-0.5b' not found; run `pip install ...`\n"
     assert not (tmp_path / "results").exists()
 
 
@@ -109,10 +106,10 @@ def test_sweep_writes_tables_and_plots_and_a_rerun_skips_everything(
 def test_interrupt_exits_130_with_resume_hint(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], fake_runner: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    def interrupted(scenario, run_dir: Path) -> Records:
+    def interrupted(scenario, setup) -> Records:
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(sys.modules["fedsim.runner"], "run_scenario", interrupted)
+    monkeypatch.setattr("fedsim.experiment.sweep._run_in_worker", interrupted)
     code, _, err = run_cli(capsys, "run", scenario_file(tmp_path, GOOD), "--out", str(tmp_path / "r"),
                            "--backend", "serial", "--no-progress")
     assert code == 130 and "run the same command again to resume" in err

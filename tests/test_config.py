@@ -5,15 +5,11 @@ from pathlib import Path
 
 import pytest
 
-from fedsim.config import (
-    RetrievalTask,
-    ScenarioError,
-    config_hash,
-    load_scenario,
-    load_yaml,
-    validate_scenario,
-    with_overrides,
-)
+from fedsim.common.errors import UserError
+from fedsim.common.files import load_yaml
+from fedsim.experiment.config import config_hash, validate_scenario, with_overrides
+from fedsim.experiment.scenario_file import load_scenario
+from fedsim.workloads.retrieval import RetrievalParams
 
 
 def write(tmp_path: Path, text: str) -> Path:
@@ -67,7 +63,7 @@ def test_with_overrides_sets_dotted_keys_and_validates() -> None:
 
 def test_switching_task_kind_does_not_carry_the_old_kinds_defaults() -> None:
     t = with_overrides(validate_scenario({}), {"task.kind": "retrieval", "task.n_facts": 3})
-    assert isinstance(t.task, RetrievalTask) and t.task.n_facts == 3
+    assert isinstance(t.task, RetrievalParams) and t.task.n_facts == 3
 
 
 @pytest.mark.parametrize(("overrides", "expected"), [
@@ -77,7 +73,7 @@ def test_switching_task_kind_does_not_carry_the_old_kinds_defaults() -> None:
     ({"schedule.H.x": 1}, "--set: schedule.H.x: 'schedule.H' holds a single value"),
 ])
 def test_with_overrides_errors_like_yaml(overrides: dict, expected: str) -> None:
-    with pytest.raises(ScenarioError) as err:
+    with pytest.raises(UserError) as err:
         with_overrides(validate_scenario({}), overrides, source="--set")
     assert str(err.value).startswith(expected)
 
@@ -111,7 +107,7 @@ def test_with_overrides_errors_like_yaml(overrides: dict, expected: str) -> None
     ("- H: 2\n", "scenario.yaml: the top level must be a mapping of keys (got list)"),
 ])
 def test_mistakes_become_one_line_naming_file_field_and_fix(tmp_path: Path, text: str, expected: str) -> None:
-    with pytest.raises(ScenarioError) as err:
+    with pytest.raises(UserError) as err:
         load_scenario(write(tmp_path, text))
     message = str(err.value)
     assert message.startswith(str(tmp_path / expected)), message
@@ -119,17 +115,17 @@ def test_mistakes_become_one_line_naming_file_field_and_fix(tmp_path: Path, text
 
 
 def test_only_the_first_problem_is_spelled_out_the_rest_counted() -> None:
-    with pytest.raises(ScenarioError, match=r"schedule\.H: .*\(1 more problem after this one\)$"):
+    with pytest.raises(UserError, match=r"schedule\.H: .*\(1 more problem after this one\)$"):
         validate_scenario({"schedule": {"H": 0, "r_comp": 3}})
 
 
-def test_missing_file_is_a_file_not_found_error(tmp_path: Path) -> None:
-    with pytest.raises(FileNotFoundError):
+def test_missing_file_is_one_line_naming_the_path(tmp_path: Path) -> None:
+    with pytest.raises(UserError, match=r"nope.yaml: no such file or directory; give the path"):
         load_scenario(tmp_path / "nope.yaml")
 
 
 def test_scenario_error_survives_pickling_from_worker_processes() -> None:
-    err = pickle.loads(pickle.dumps(ScenarioError("f.yaml", "schedule.H", "must be >= 1 (got 0)", "fix it")))
+    err = pickle.loads(pickle.dumps(UserError("schedule.H", "must be >= 1 (got 0)", "fix it", source="f.yaml")))
     assert str(err) == "f.yaml: schedule.H: must be >= 1 (got 0); fix it"
 
 

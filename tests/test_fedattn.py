@@ -3,11 +3,13 @@
 import numpy as np
 import pytest
 import torch
+from closed_form import dense_prefill_flops
 
-from fedsim.costs import dense_prefill_flops, layer_cost
-from fedsim.fedattn import FedAttnPrefill, PrefixCache, Sampling, generate
-from fedsim.partition import Partition, partition_pieces
-from fedsim.schedule import make_schedule
+from fedsim.fedattn.costs import layer_cost
+from fedsim.fedattn.decode import Sampling, generate
+from fedsim.fedattn.partition import Partition, partition_pieces
+from fedsim.fedattn.prefill import FedAttnPrefill, PrefixCache
+from fedsim.fedattn.schedule import make_schedule
 
 L = 40
 

@@ -1,6 +1,6 @@
 import torch
 
-from fedsim.metrics import hidden_deviation, kl_per_position, lcs_length, token_overlap, top1_agreement
+from fedsim.fedattn.metrics import hidden_deviation, kl_per_position, lcs_length, token_overlap, top1_agreement
 
 
 def test_identical_inputs_are_perfect():

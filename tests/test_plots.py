@@ -7,7 +7,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from fedsim.plots import (
+from fedsim.experiment.plots import (
     plot_pareto,
     plot_placements,
     plot_quality_vs_H,
@@ -16,7 +16,7 @@ from fedsim.plots import (
     plot_results,
     save_figure,
 )
-from fedsim.results import FinishedRun, write_aggregates, write_run
+from fedsim.experiment.results import FinishedRun, write_aggregates, write_run
 
 
 def synthetic_runs() -> pd.DataFrame:

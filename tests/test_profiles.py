@@ -6,10 +6,11 @@ from pathlib import Path
 import pytest
 import yaml
 
-from fedsim.profiles import (
+from fedsim.common.errors import UserError
+from fedsim.common.schema import validate
+from fedsim.sim.profiles import (
     DeviceProfile,
     LinkProfile,
-    ProfileError,
     get_device,
     get_link,
     load_devices,
@@ -23,18 +24,18 @@ REQUIRED_LINKS = {"wifi6", "5g", "lte", "ethernet-1g"}
 
 
 def make_device(**fields: object) -> DeviceProfile:
-    """A hand-numbered device: 1 TFLOP/s at 50% efficiency, 100 GB/s."""
+    """A hand-numbered device: 1 TFLOP/s at 50% efficiency, 100 GB/s, validated as profile files are."""
     base: dict[str, object] = dict(
         name="test-gpu", description="hand numbers", peak_flops=1e12, precision="fp16", mem_bandwidth=1e11,
         mem_bytes=8e9, efficiency=0.5, msg_overhead_s=0.0, source="test: hand-picked numbers")
-    return DeviceProfile(**{**base, **fields})
+    return validate(DeviceProfile, {**base, **fields}, "device 'test-gpu'")
 
 
 def make_link(**fields: object) -> LinkProfile:
     base: dict[str, object] = dict(
         name="test-link", description="hand numbers", uplink_Bps=1e6, downlink_Bps=1e7, latency_s=0.01,
         jitter_s=0.0, shared_medium=False, source="test: hand-picked numbers")
-    return LinkProfile(**{**base, **fields})
+    return validate(LinkProfile, {**base, **fields}, "link 'test-link'")
 
 
 LINK_ENTRY = {"description": "test link", "uplink_mbps": 100, "downlink_mbps": 400, "latency_ms": 5,
@@ -50,7 +51,7 @@ def write_yaml(tmp_path: Path, data: object) -> Path:
 
 
 def raises_one_line(fn, *args, **kwargs) -> str:
-    with pytest.raises(ProfileError) as info:
+    with pytest.raises(UserError) as info:
         fn(*args, **kwargs)
     message = str(info.value)
     assert "\n" not in message
@@ -141,25 +142,25 @@ def test_rate_trace_is_piecewise_constant(tmp_path: Path) -> None:
 def test_unknown_yaml_key_names_the_nearest_valid_key(tmp_path: Path) -> None:
     entry = {**DEVICE_ENTRY, "peak_flop": 1.0}
     message = raises_one_line(load_devices, write_yaml(tmp_path, {"d": entry}))
-    assert "device 'd'" in message and "'peak_flop'" in message and "did you mean 'peak_flops'" in message
+    assert "d.peak_flop: unknown key 'peak_flop'" in message and "did you mean 'peak_flops'" in message
 
 
 def test_unknown_link_key_names_the_nearest_valid_key(tmp_path: Path) -> None:
     entry = {**LINK_ENTRY, "uplink_mbit": 1.0}
     message = raises_one_line(load_links, write_yaml(tmp_path, {"l": entry}))
-    assert "link 'l'" in message and "did you mean 'uplink_mbps'" in message
+    assert "l.uplink_mbit" in message and "did you mean 'uplink_mbps'" in message
 
 
 def test_missing_source_is_rejected(tmp_path: Path) -> None:
     entry = {k: v for k, v in DEVICE_ENTRY.items() if k != "source"}
     message = raises_one_line(load_devices, write_yaml(tmp_path, {"d": entry}))
-    assert "device 'd'" in message and "missing key 'source'" in message
+    assert "d.source: is required" in message
 
 
 def test_non_numeric_yaml_value_is_rejected(tmp_path: Path) -> None:
     entry = {**LINK_ENTRY, "latency_ms": "fast"}
     message = raises_one_line(load_links, write_yaml(tmp_path, {"l": entry}))
-    assert "link 'l'" in message and "'latency_ms'" in message
+    assert "l.latency_ms: must be a number (got 'fast')" in message
 
 
 @pytest.mark.parametrize("data", [[], {}, {"d": 3}])
@@ -175,13 +176,12 @@ def test_missing_file_is_rejected(tmp_path: Path) -> None:
 
 def test_unknown_device_suggests_the_closest_name() -> None:
     message = raises_one_line(get_device, "jetson-nano")
-    assert message == ("unknown device 'jetson-nano': did you mean 'jetson-orin-nano'? "
-                       "(see `run_sim.py profiles`)")
+    assert message == "device 'jetson-nano': unknown profile; did you mean 'jetson-orin-nano'?"
 
 
 def test_unknown_link_without_close_match_lists_the_choices() -> None:
     message = raises_one_line(get_link, "carrier-pigeon", {"wifi6": make_link(name="wifi6")})
-    assert "unknown link 'carrier-pigeon'" in message and "wifi6" in message
+    assert "link 'carrier-pigeon': unknown profile" in message and "wifi6" in message
 
 
 def test_lookup_in_a_custom_table() -> None:
@@ -192,10 +192,6 @@ def test_lookup_in_a_custom_table() -> None:
 
 # ---- validation ----------------------------------------------------------------------------------
 
-def test_profile_error_is_a_value_error() -> None:
-    assert issubclass(ProfileError, ValueError)
-
-
 @pytest.mark.parametrize(("field", "value"), [
     ("peak_flops", 0.0), ("peak_flops", -1e12), ("peak_flops", math.nan), ("peak_flops", "1e12"),
     ("mem_bandwidth", 0.0), ("mem_bytes", -1.0), ("efficiency", 0.0), ("efficiency", 1.5),
@@ -204,7 +200,7 @@ def test_profile_error_is_a_value_error() -> None:
 ])
 def test_bad_device_values_are_rejected(field: str, value: object) -> None:
     message = raises_one_line(make_device, **{field: value})
-    assert "device 'test-gpu'" in message and f"'{field}'" in message
+    assert message.startswith(f"device 'test-gpu': {field}: ")
 
 
 @pytest.mark.parametrize(("field", "value"), [
@@ -214,7 +210,7 @@ def test_bad_device_values_are_rejected(field: str, value: object) -> None:
 ])
 def test_bad_link_values_are_rejected(field: str, value: object) -> None:
     message = raises_one_line(make_link, **{field: value})
-    assert "link 'test-link'" in message and f"'{field}'" in message
+    assert message.startswith(f"link 'test-link': {field}: ")
 
 
 def test_efficiency_of_exactly_one_is_allowed() -> None:
@@ -238,9 +234,9 @@ def test_override_of_a_link_normalises_the_trace() -> None:
 
 def test_override_is_validated() -> None:
     message = raises_one_line(with_overrides, get_link("5g"), uplink_Bps=-1.0)
-    assert "link '5g'" in message and "'uplink_Bps'" in message
+    assert message.startswith("link profile '5g': uplink_Bps: must be > 0")
 
 
 def test_override_of_an_unknown_field_suggests_the_nearest() -> None:
     message = raises_one_line(with_overrides, make_device(), efficency=0.4)
-    assert "'efficency'" in message and "did you mean 'efficiency'" in message
+    assert "efficency: unknown key" in message and "did you mean 'efficiency'" in message

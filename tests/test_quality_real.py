@@ -3,8 +3,8 @@ and the retrieval task needs cross-participant attention."""
 
 import pytest
 
-from fedsim.config import validate_scenario
-from fedsim.runner import run_scenario
+from fedsim.experiment.config import validate_scenario
+from fedsim.experiment.run import run_scenario
 
 
 def run(task: dict, **schedule) -> dict:

@@ -5,10 +5,11 @@ import numpy as np
 import pytest
 import torch
 
-from fedsim.fedattn import FedAttnPrefill, generate
-from fedsim.metrics import kl_per_position
-from fedsim.partition import Partition, partition_pieces
-from fedsim.schedule import make_schedule
+from fedsim.fedattn.decode import generate
+from fedsim.fedattn.metrics import kl_per_position
+from fedsim.fedattn.partition import Partition, partition_pieces
+from fedsim.fedattn.prefill import FedAttnPrefill
+from fedsim.fedattn.schedule import make_schedule
 
 TEXT = (
     "The lighthouse keeper counted 12 ships on Monday and 5 on Tuesday. On Wednesday he repaired the lamp "
@@ -24,7 +25,7 @@ def prompt(real_model):
 
 def test_plain_torch_equals_transformers(real_model, prompt):
     transformers = pytest.importorskip("transformers")
-    from fedsim.model_files import locate_model_file
+    from fedsim.models.catalog import locate_model_file
 
     path = locate_model_file("smollm2-135m-instruct")
     hf = transformers.AutoModelForCausalLM.from_pretrained(str(path.parent), gguf_file=path.name,
@@ -76,7 +77,7 @@ def test_fedattn_equals_transformers_with_per_layer_masks(real_model, prompt):
     from transformers import AttentionInterface
     from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
-    from fedsim.model_files import locate_model_file
+    from fedsim.models.catalog import locate_model_file
 
     L = len(prompt)
     part = partition_pieces([L], ["question"], 4, "contiguous")

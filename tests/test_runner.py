@@ -2,11 +2,13 @@
 
 import pandas as pd
 import pytest
+from closed_form import dense_prefill_flops
 
-from fedsim.config import validate_scenario
-from fedsim.costs import dense_prefill_flops, kv_bytes_per_token
-from fedsim.loading import load_model
-from fedsim.runner import build_prompt, run_scenario
+from fedsim.experiment.config import validate_scenario
+from fedsim.experiment.run import run_scenario
+from fedsim.experiment.setup import prepare
+from fedsim.fedattn.costs import kv_bytes_per_token
+from fedsim.models.loading import load_model
 
 
 def scenario(**over):
@@ -24,7 +26,7 @@ def test_engine_totals_equal_closed_form():
     sc = scenario()
     rec = run_scenario(sc)
     lm = load_model("tiny-random")
-    part = build_prompt(sc, lm).partition
+    part = prepare(sc).prompt.partition
     sync = {layer for layer in range(lm.cfg.n_layers) if layer % 2 == 0}
     expected = dense_prefill_flops(lm.cfg, part.sizes(), sync)
     # the publisher's LM head on the last prompt token is the first decode step, not prefill

@@ -8,9 +8,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from fedsim.config import ScenarioError, validate_scenario
-from fedsim.results import parquet_available, read_results, read_table
-from fedsim.sweep import BackendError, expand_grid, parse_set, run_sweep
+from fedsim.common.errors import UserError
+from fedsim.experiment.config import validate_scenario
+from fedsim.experiment.results import parquet_available, read_results, read_table
+from fedsim.experiment.sweep import expand_grid, parse_set, run_sweep
 
 AXES = {"schedule.H": [1, 2], "participants.n": [2, 3]}
 
@@ -33,7 +34,7 @@ class FakeRun:
     def calls(self) -> list[str]:
         return self.log.read_text().split() if self.log.exists() else []
 
-    def __call__(self, scenario, run_dir: Path) -> Records:
+    def __call__(self, scenario, setup) -> Records:
         if len(self.calls()) + 1 == self.fail_on_call:
             raise self.error("boom")
         with self.log.open("a") as f:
@@ -57,9 +58,9 @@ def scenario(**extra):
 def test_parse_set_reads_yaml_values() -> None:
     assert parse_set("schedule.H=1,2,4,8") == ("schedule.H", [1, 2, 4, 8])
     assert parse_set("faults.dropout=null,{probability: 0.2}") == ("faults.dropout", [None, {"probability": 0.2}])
-    with pytest.raises(ScenarioError, match="^--set: schedule.H: expected KEY=VALUE"):
+    with pytest.raises(UserError, match="^--set: schedule.H: expected KEY=VALUE"):
         parse_set("schedule.H")
-    with pytest.raises(ScenarioError, match="^--set: schedule.Hx: unknown key 'Hx'; did you mean 'H'"):
+    with pytest.raises(UserError, match="^--set: schedule.Hx: unknown key 'Hx'; did you mean 'H'"):
         parse_set("schedule.Hx=1")
 
 
@@ -74,7 +75,7 @@ def test_grid_is_the_cartesian_product_first_axis_slowest_cli_axes_override_yaml
 
 
 def test_an_invalid_grid_point_names_the_point() -> None:
-    with pytest.raises(ScenarioError, match=r"^demo.yaml \[sweep point schedule.H=0\]: schedule.H: must be >= 1"):
+    with pytest.raises(UserError, match=r"^demo.yaml \[sweep point schedule.H=0\]: schedule.H: must be >= 1"):
         expand_grid(scenario(), {"schedule.H": [2, 0]})
 
 
@@ -142,7 +143,7 @@ def test_identical_sweeps_give_byte_identical_tables_however_they_ran(tmp_path: 
 
 
 def test_tables_fall_back_to_csv_without_pyarrow(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("fedsim.results.parquet_available", lambda: False)
+    monkeypatch.setattr("fedsim.experiment.results.parquet_available", lambda: False)
     run_sweep(scenario(), {"schedule.H": [1, 2]}, tmp_path, backend="serial",
               run_fn=FakeRun(tmp_path / "calls.log"), progress=False)
     assert (tmp_path / "demo" / "runs.csv").is_file() and not (tmp_path / "demo" / "runs.parquet").exists()
@@ -154,6 +155,6 @@ def test_missing_ray_is_one_clear_error_before_anything_is_written(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setitem(sys.modules, "ray", None)  # `import ray` fails, whether or not Ray is installed
-    with pytest.raises(BackendError, match=r"pip install 'fedsim\[ray\]'"):
+    with pytest.raises(UserError, match=r"pip install 'fedsim\[ray\]'"):
         run_sweep(scenario(), AXES, tmp_path, backend="ray", run_fn=FakeRun(tmp_path / "calls.log"))
     assert not (tmp_path / "demo").exists()

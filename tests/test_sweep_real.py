@@ -2,9 +2,8 @@
 
 import pandas as pd
 
-from fedsim import runner
-from fedsim.config import validate_scenario
-from fedsim.sweep import run_sweep
+from fedsim.experiment.config import validate_scenario
+from fedsim.experiment.sweep import run_sweep, worker_context
 
 SCENARIO = {
     "name": "grid", "model": {"name": "tiny-random"}, "task": {"kind": "retrieval"},
@@ -15,14 +14,15 @@ SCENARIO = {
 
 def test_rerunning_a_finished_sweep_does_no_model_work(tmp_path):
     sc = validate_scenario(SCENARIO)
-    runner.PREFIX_CACHE.clear()  # blocks cached by earlier tests would hide the work this test counts
-    before = runner.MODEL_WORK["prefill_blocks"]
+    context = worker_context()  # the serial backend runs in this process, with this process's context
+    context.prefix_cache.clear()  # blocks cached by earlier tests would hide the work this test counts
+    before = context.blocks_computed
     first = run_sweep(sc, out_dir=tmp_path, backend="serial", progress=False)
-    assert first.attrs["ran"] == 4 and runner.MODEL_WORK["prefill_blocks"] > before
-    done = runner.MODEL_WORK["prefill_blocks"]
+    assert first.attrs["ran"] == 4 and context.blocks_computed > before
+    done = context.blocks_computed
     again = run_sweep(sc, out_dir=tmp_path, backend="serial", progress=False)
     assert again.attrs == {"skipped": 4, "ran": 0}
-    assert runner.MODEL_WORK["prefill_blocks"] == done
+    assert context.blocks_computed == done
 
 
 def test_same_seed_gives_identical_tables(tmp_path):
@@ -45,5 +45,5 @@ def test_validate_and_sweep_reject_what_only_the_model_can_tell(tmp_path, capsys
     assert main(["validate", str(path)]) == 2
     assert main(["run", str(path), "--out", str(tmp_path / "out")]) == 2
     errors = capsys.readouterr().err.strip().splitlines()
-    assert len(errors) == 2 and all("participants.n=100000 exceeds the prompt" in e for e in errors)
+    assert len(errors) == 2 and all("participants.n: 100000 exceeds the prompt" in e for e in errors)
     assert not (tmp_path / "out").exists()

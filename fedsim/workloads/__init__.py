@@ -1,5 +1,2 @@
-"""Tasks as labelled text pieces: gsm8k (lm-eval exemplars), retrieval (synthetic), sharegpt, text."""
-
-from fedsim.workloads.base import PromptPiece, Task, make_task
-
-__all__ = ["PromptPiece", "Task", "make_task"]
+"""Workloads: tasks as labelled text pieces (gsm8k, retrieval, sharegpt, text), each with its own parameters
+and scoring, registered by kind in `registry`."""

@@ -16,15 +16,15 @@ from dataclasses import dataclass
 from fractions import Fraction
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 import yaml
+from pydantic import Field
 
-from fedsim.workloads.base import CHAT_PARAMS, PromptPiece, Task, chat_strings, check_int, check_params, wrap_chat
+from fedsim.workloads.base import Chat, PromptPiece, Task, TaskParams, Workload, wrap_chat
 
 TASK_YAML = Path("tasks") / "gsm8k" / "gsm8k-cot.yaml"
 N_EXEMPLARS = 8
-PARAMS = ("shots", "question_index", *CHAT_PARAMS)
-DEFAULTS = {"shots": N_EXEMPLARS - 1, "question_index": 0}
 
 # A number: thousands-grouped ("1,234.5") or plain ("-12", "3.5", "3/4").
 NUMBER = r"-?\d{1,3}(?:,\d{3})+(?:\.\d+)?|-?\d+(?:\.\d+)?(?:/\d+)?"
@@ -74,12 +74,19 @@ def shot_indices(question_index: int, shots: int) -> list[int]:
     return [i for i in range(N_EXEMPLARS) if i != question_index][:shots]
 
 
-def make_gsm8k_task(params: dict) -> Task:
+class Gsm8kParams(TaskParams):
+    kind: Literal["gsm8k"] = "gsm8k"
+    # 8 public exemplars, used leave-one-out: question i is exemplar i, the prompt uses up to 7 others
+    shots: int = Field(N_EXEMPLARS - 1, ge=0, le=N_EXEMPLARS - 1,
+                       description=f"the number of in-context exemplars, 0..{N_EXEMPLARS - 1}")
+    question_index: int = Field(0, ge=0, le=N_EXEMPLARS - 1,
+                                description=f"which of the {N_EXEMPLARS} exemplar questions is asked, "
+                                            f"0..{N_EXEMPLARS - 1}")
+
+
+def build(params: Gsm8kParams, seed: int, chat: Chat | None) -> Task:
     """k-shot prompt: [preamble] exemplar pieces, then the question piece (the publisher's)."""
-    check_params("gsm8k", params, PARAMS)
-    p = {**DEFAULTS, **params}
-    shots = check_int("shots", p["shots"], 0, N_EXEMPLARS - 1)
-    qi = check_int("question_index", p["question_index"], 0, N_EXEMPLARS - 1)
+    shots, qi = params.shots, params.question_index
     exemplars = load_exemplars()
     used = shot_indices(qi, shots)
     # As in the authors' load_prompts: exemplars joined by "\n", the joiner kept with the earlier piece.
@@ -87,7 +94,7 @@ def make_gsm8k_task(params: dict) -> Task:
     pieces = [PromptPiece(t, "exemplar") for t in texts]
     pieces.append(PromptPiece(f"\nQuestion: {exemplars[qi].question}\nLet's think step by step\n", "question"))
     meta = {"question_index": qi, "exemplar_indices": tuple(used)}
-    return Task(pieces=wrap_chat(pieces, chat_strings(p)), answer=exemplars[qi].answer, meta=meta)
+    return Task(pieces=wrap_chat(pieces, chat), answer=exemplars[qi].answer, meta=meta)
 
 
 def normalise_number(text: str) -> str | None:
@@ -138,3 +145,6 @@ def parse_gold(answer: str) -> str:
 def is_correct(completion: str, gold: str) -> bool:
     """Exact numeric match of the extracted answer against the gold answer."""
     return extract_answer(completion) == parse_gold(gold)
+
+
+WORKLOAD = Workload("gsm8k", Gsm8kParams, build, is_correct)

@@ -10,8 +10,12 @@ from __future__ import annotations
 
 import random
 import re
+from typing import Annotated, Literal
 
-from fedsim.workloads.base import CHAT_PARAMS, PromptPiece, Task, chat_strings, check_int, check_params, wrap_chat
+from pydantic import Field
+
+from fedsim.common.errors import UserError
+from fedsim.workloads.base import Chat, PromptPiece, Task, TaskParams, Workload, wrap_chat
 
 NAMES = (
     "Alice", "Bob", "Carol", "David", "Emma", "Frank", "Grace", "Henry", "Irene", "Jack", "Kate", "Liam",
@@ -43,8 +47,22 @@ FILLERS = (
     "The garden needs water every evening.",
 )
 
-PARAMS = ("n_facts", "fact_piece", "n_context_pieces", "filler_sentences", *CHAT_PARAMS)
-DEFAULTS = {"n_facts": 4, "fact_piece": "random", "n_context_pieces": 3, "filler_sentences": 2}
+
+
+class RetrievalParams(TaskParams):
+    kind: Literal["retrieval"]
+    n_facts: int = Field(4, ge=1, le=MAX_FACTS,
+                         description=f"the number of facts (1 queried + distractors), 1..{MAX_FACTS}")
+    fact_piece: Literal["random"] | Annotated[int, Field(ge=0)] = Field(
+        "random", description="the context piece holding the queried fact: 'random' or an index")
+    n_context_pieces: int = Field(3, ge=1, le=64, description="the number of context pieces, 1..64")
+    filler_sentences: int = Field(2, ge=0, le=len(FILLERS),
+                                  description=f"filler sentences per context piece, 0..{len(FILLERS)}")
+
+    def check(self) -> None:
+        if self.fact_piece != "random" and self.fact_piece >= self.n_context_pieces:
+            raise UserError("task.fact_piece", f"no such context piece (got {self.fact_piece})",
+                            f"pieces are numbered 0..{self.n_context_pieces - 1} (task.n_context_pieces)")
 
 
 def fact_prefix(attribute: str, name: str) -> str:
@@ -52,18 +70,12 @@ def fact_prefix(attribute: str, name: str) -> str:
     return f"The {attribute} of {name} is"
 
 
-def make_retrieval_task(params: dict, seed: int) -> Task:
+def build(params: RetrievalParams, seed: int, chat: Chat | None) -> Task:
     """Pieces: one context piece per intended participant, then the question piece (publisher's)."""
-    check_params("retrieval", params, PARAMS)
-    p = {**DEFAULTS, **params}
-    n_pieces = check_int("n_context_pieces", p["n_context_pieces"], 1, 64)
-    n_facts = check_int("n_facts", p["n_facts"], 1, MAX_FACTS)
-    n_fill = check_int("filler_sentences", p["filler_sentences"], 0, len(FILLERS))
+    params.check()
+    n_pieces, n_facts, n_fill = params.n_context_pieces, params.n_facts, params.filler_sentences
     rng = random.Random(seed)
-    if p["fact_piece"] == "random":
-        fact_piece = rng.randrange(n_pieces)
-    else:
-        fact_piece = check_int("fact_piece", p["fact_piece"], 0, n_pieces - 1)
+    fact_piece = rng.randrange(n_pieces) if params.fact_piece == "random" else params.fact_piece
     names = rng.sample(NAMES, n_facts)
     attributes = rng.sample(ATTRIBUTES, n_facts)
     codes = rng.sample(range(1000, 10000), n_facts)
@@ -76,7 +88,6 @@ def make_retrieval_task(params: dict, seed: int) -> Task:
     pieces = [PromptPiece(" ".join(s) + "\n", "context") for s in sentences]
     queried = fact_prefix(attributes[0], names[0])
     ask = f"Question: What is the {attributes[0]} of {names[0]}?"
-    chat = chat_strings(p)
     if chat is None:
         pieces.append(PromptPiece(f"{ask}\nAnswer: {queried}", "question"))
     else:  # the assistant's reply is forced to start with the fact's wording, as in the plain prompt
@@ -91,3 +102,6 @@ def score(generated_text: str, answer: str) -> bool:
     """Correct iff the first number/word generated is the answer ("4821." and " 4821\n" both count)."""
     first = re.search(r"[A-Za-z0-9]+", generated_text)
     return first is not None and first.group(0).lower() == answer.lower()
+
+
+WORKLOAD = Workload("retrieval", RetrievalParams, build, score)

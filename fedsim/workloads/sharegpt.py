@@ -15,12 +15,14 @@ import re
 from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
+from typing import Literal
 
-from fedsim.workloads.base import CHAT_PARAMS, PromptPiece, Task, chat_strings, check_int, check_params, wrap_chat
+from pydantic import Field
 
-PARAMS = ("min_words", "max_words", *CHAT_PARAMS)
+from fedsim.common.errors import UserError
+from fedsim.workloads.base import Chat, PromptPiece, Task, TaskParams, Workload, wrap_chat
+
 MIN_WORDS, MAX_WORDS = 4, 1024
-DEFAULTS = {"min_words": MIN_WORDS, "max_words": MAX_WORDS}
 SEPARATORS = re.compile(r"[\s,]*")
 
 
@@ -61,7 +63,8 @@ def eligible(min_words: int, max_words: int) -> list[Prompt]:
     """Prompts within the length window (vLLM likewise drops very short and very long prompts)."""
     found = [p for p in load_prompts() if min_words <= p.n_words <= max_words]
     if not found:
-        raise ValueError(f"task.min_words/max_words: no ShareGPT prompt has {min_words}..{max_words} words")
+        raise UserError("task.min_words", f"no ShareGPT prompt has {min_words}..{max_words} words",
+                        "widen task.min_words..task.max_words")
     return found
 
 
@@ -71,16 +74,27 @@ def prompt_lengths(n: int, seed: int, min_words: int = MIN_WORDS, max_words: int
     return [p.n_words for p in random.Random(seed).choices(pool, k=n)]
 
 
-def make_sharegpt_task(params: dict, seed: int) -> Task:
+class ShareGptParams(TaskParams):
+    kind: Literal["sharegpt"]
+    min_words: int = Field(MIN_WORDS, ge=1, le=10**6, description="the shortest prompt drawn, in words, 1..10^6")
+    max_words: int = Field(MAX_WORDS, ge=1, le=10**6, description="the longest prompt drawn, in words, 1..10^6")
+
+    def check(self) -> None:
+        if self.max_words < self.min_words:
+            raise UserError("task.max_words", f"{self.max_words} is below task.min_words={self.min_words}",
+                            "give max_words >= min_words")
+
+
+def build(params: ShareGptParams, seed: int, chat: Chat | None) -> Task:
     """One real ShareGPT prompt; its last line is the question piece (the user's request usually ends
     the prompt), the rest is one context piece. A single-line prompt is one question piece."""
-    check_params("sharegpt", params, PARAMS)
-    p = {**DEFAULTS, **params}
-    min_words = check_int("min_words", p["min_words"], 1, 10**6)
-    max_words = check_int("max_words", p["max_words"], min_words, 10**6)
-    prompt = random.Random(seed).choice(eligible(min_words, max_words))
+    params.check()
+    prompt = random.Random(seed).choice(eligible(params.min_words, params.max_words))
     head, sep, last = prompt.text.rpartition("\n")
     pieces = [PromptPiece(head + sep, "context")] if sep else []
     pieces.append(PromptPiece(last, "question"))
     meta = {"conversation_id": prompt.conversation_id, "n_words": prompt.n_words}
-    return Task(pieces=wrap_chat(pieces, chat_strings(p)), answer=None, meta=meta)
+    return Task(pieces=wrap_chat(pieces, chat), answer=None, meta=meta)
+
+
+WORKLOAD = Workload("sharegpt", ShareGptParams, build, score=None)  # timing prompts: no gold answer

@@ -7,12 +7,8 @@ overlap computation or each other stay readable instead of being drawn on top of
 
 from __future__ import annotations
 
-import json
-import os
-import tempfile
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 
@@ -52,20 +48,3 @@ def chrome_trace(events: Iterable[TraceEvent], track_names: Mapping[int, str] | 
         for lane, tid in lanes[track].items():
             meta.append({"name": "thread_name", "ph": "M", "pid": track, "tid": tid, "args": {"name": lane}})
     return {"traceEvents": meta + out, "displayTimeUnit": "ms"}
-
-
-def write_trace(
-    events: Iterable[TraceEvent], path: str | os.PathLike[str], track_names: Mapping[int, str] | None = None
-) -> None:
-    """Write the trace JSON atomically (temp file in the same directory + os.replace): a crash mid-write
-    never leaves a truncated file that a viewer would reject."""
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(chrome_trace(events, track_names), fh)
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

@@ -13,8 +13,10 @@ are kept on chip. Bytes per element: weights `weight_bytes` (default 2: fp16 dep
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from fedsim.model import ModelConfig
+if TYPE_CHECKING:
+    from fedsim.models.transformer import ModelConfig
 
 
 @dataclass(frozen=True)
@@ -116,23 +118,3 @@ def decode_step_cost(cfg: ModelConfig, cache_keys: int, prec: Precision = Precis
     flops = cfg.n_layers * (qkv + rest) + attention_flops(cfg, cache_keys) + lm_head_flops(cfg)
     kv_read = cache_keys * kv_bytes_per_token(cfg, prec)
     return LayerCost(flops_post=flops, bytes_post=model_weight_bytes(cfg, prec) + kv_read)
-
-
-def dense_prefill_flops(cfg: ModelConfig, sizes: list[int], sync_layers: set[int] | frozenset[int]) -> list[float]:
-    """Closed form, no sparsity, everyone on time: prefill FLOPs per participant (LM head: publisher's
-    last token). A local block attends sum_{k=1..n} k pairs; a sync block sum over the participant's
-    global positions t of (t + 1)."""
-    starts = [sum(sizes[:i]) for i in range(len(sizes))]
-    out = []
-    for p, (n, s) in enumerate(zip(sizes, starts, strict=True)):
-        qkv, rest = projection_flops(cfg, n)
-        local_pairs = n * (n + 1) // 2
-        global_pairs = n * s + local_pairs  # sum_{t=s}^{s+n-1} (t + 1)
-        total = 0.0
-        for layer in range(cfg.n_layers):
-            pairs = global_pairs if layer in sync_layers else local_pairs
-            total += qkv + rest + attention_flops(cfg, pairs)
-        if p == len(sizes) - 1:
-            total += lm_head_flops(cfg)
-        out.append(total)
-    return out

@@ -17,16 +17,10 @@ from typing import Any, Protocol
 import pandas as pd
 from tqdm import tqdm
 
-from fedsim.config import (
-    NOT_IN_HASH,
-    Scenario,
-    ScenarioError,
-    check_dotted_key,
-    config_hash,
-    load_yaml,
-    with_overrides,
-)
-from fedsim.results import (
+from fedsim.common.errors import UserError
+from fedsim.common.files import load_yaml
+from fedsim.experiment.config import NOT_IN_HASH, Scenario, check_dotted_key, config_hash, with_overrides
+from fedsim.experiment.results import (
     FinishedRun,
     build_tables,
     load_finished_runs,
@@ -41,20 +35,19 @@ BACKENDS = ("process", "ray", "serial")
 
 
 class RunRecordsLike(Protocol):
-    """What a run function returns (fedsim.runner.RunRecords); an optional `layers` table is kept too."""
+    """What a run function returns (fedsim.experiment.records.RunRecords); an optional `layers` table is
+    kept too."""
 
     participants: pd.DataFrame
     summary: dict[str, Any]
     trace: dict[str, Any] | None
 
 
-RunFn = Callable[[Scenario, Path], RunRecordsLike]
-# (run_id, scenario, run directory) for one pending run
-Job = tuple[str, Scenario, Path]
-
-
-class BackendError(RuntimeError):
-    """The requested execution backend cannot run here (unknown name, or Ray not installed)."""
+# run_fn(scenario, setup): setup is the point's prepared RunSetup (None when a custom run_fn is given)
+RunFn = Callable[[Scenario, Any], RunRecordsLike]
+# (run_id, scenario, prepared setup or None, run directory) for one pending run
+Job = tuple[str, Scenario, Any, Path]
+_CONTEXT: Any = None  # this worker's RunContext (fedsim.experiment.run), built on its first run
 
 
 def parse_set(arg: str) -> tuple[str, list[Any]]:
@@ -62,13 +55,13 @@ def parse_set(arg: str) -> tuple[str, list[Any]]:
     key, sep, text = arg.partition("=")
     key = key.strip()
     if not sep or not key or not text.strip():
-        raise ScenarioError("--set", arg, "expected KEY=VALUE[,VALUE...]", "e.g. --set schedule.H=1,2,4,8")
+        raise UserError(arg, "expected KEY=VALUE[,VALUE...]", "e.g. --set schedule.H=1,2,4,8", "--set")
     check_dotted_key(key, "--set")
     try:
         values = load_yaml(f"[{text}]")
     except Exception:  # any YAML error: the message below says what was expected
-        raise ScenarioError("--set", key, f"cannot parse the values {text!r}",
-                            "separate YAML values with commas, e.g. 1,2,4 or null,{probability: 0.2}") from None
+        raise UserError(key, f"cannot parse the values {text!r}",
+                        "separate YAML values with commas, e.g. 1,2,4 or null,{probability: 0.2}", "--set") from None
     return key, values
 
 
@@ -121,19 +114,19 @@ def run_sweep(
     Everything is validated before the first directory is created. Finished points are skipped (counted in
     `.attrs["skipped"]`, the runs done now in `.attrs["ran"]`). After each finished run the scenario's
     `runs.parquet` / `participants.parquet` are rewritten, so an interrupt loses only unfinished runs.
-    `run_fn(scenario, run_dir)` defaults to fedsim.runner.run_scenario.
+    `run_fn(scenario, setup)` defaults to fedsim.experiment.run.run_scenario.
     """
     points = expand_grid(scenario, axes)
     if backend not in BACKENDS:
-        raise BackendError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
+        raise UserError("--backend", f"unknown backend {backend!r}", f"choose one of {', '.join(BACKENDS)}")
     if backend == "ray":
         _import_ray()
-    if run_fn is None:
-        check_points(points)
+    setups = prepare_points(points) if run_fn is None else [None] * len(points)
     root = results_root(scenario, out_dir)
     ids = [config_hash(p.resolved()) for p in points]
     finished = load_finished_runs(root)
-    todo = [(i, p, run_dir(root, i)) for i, p in zip(ids, points, strict=True) if i not in finished]
+    todo = [(i, p, setup, run_dir(root, i)) for i, p, setup in zip(ids, points, setups, strict=True)
+            if i not in finished]
     skipped = len(points) - len(todo)
     if todo:
         executors = {"serial": _run_serial, "process": _run_pool, "ray": _run_ray}
@@ -157,19 +150,15 @@ def run_sweep(
     return runs
 
 
-def execute_run(run_id: str, scenario: Scenario, directory: Path, run_fn: RunFn | None) -> FinishedRun:
+def execute_run(run_id: str, scenario: Scenario, setup: Any, directory: Path, run_fn: RunFn | None) -> FinishedRun:
     """One run into its directory (DONE last); module-level so process pools and Ray can ship it.
 
     The runs-table row is run_id + the flattened config (the same columns for every run function) + the
     run's measurements; config-like keys in the run's own summary are left to the config.
     """
-    if run_fn is None:
-        from fedsim.runner import run_scenario  # lazy: torch and the model load only where runs execute
-
-        run_fn = run_scenario
     resolved = scenario.resolved()
     start_run(directory, resolved)
-    records = run_fn(scenario, directory)
+    records = (run_fn or _run_in_worker)(scenario, setup)
     measured = {k: v for k, v in records.summary.items()
                 if k != "run_id" and k.split(".")[0] not in Scenario.model_fields}
     tables = {}
@@ -183,9 +172,25 @@ def execute_run(run_id: str, scenario: Scenario, directory: Path, run_fn: RunFn 
     return read_run(directory)
 
 
+def worker_context() -> Any:
+    """This process's RunContext: the caches every run it executes shares (built on first use)."""
+    global _CONTEXT
+    if _CONTEXT is None:
+        from fedsim.experiment.run import RunContext  # lazy: torch loads only where runs execute
+
+        _CONTEXT = RunContext()
+    return _CONTEXT
+
+
+def _run_in_worker(scenario: Scenario, setup: Any) -> RunRecordsLike:
+    from fedsim.experiment.run import run_scenario
+
+    return run_scenario(scenario, setup, worker_context())
+
+
 def _run_serial(jobs: list[Job], workers: int, run_fn: RunFn | None) -> Iterator[tuple[str, FinishedRun]]:
-    for run_id, scenario, directory in jobs:
-        yield run_id, execute_run(run_id, scenario, directory, run_fn)
+    for run_id, scenario, setup, directory in jobs:
+        yield run_id, execute_run(run_id, scenario, setup, directory, run_fn)
 
 
 def _run_pool(jobs: list[Job], workers: int, run_fn: RunFn | None) -> Iterator[tuple[str, FinishedRun]]:
@@ -198,8 +203,8 @@ def _run_pool(jobs: list[Job], workers: int, run_fn: RunFn | None) -> Iterator[t
     try:
         while queue or pending:
             while queue and len(pending) < workers:
-                run_id, scenario, directory = queue.pop(0)
-                pending[pool.submit(execute_run, run_id, scenario, directory, run_fn)] = run_id
+                run_id, scenario, setup, directory = queue.pop(0)
+                pending[pool.submit(execute_run, run_id, scenario, setup, directory, run_fn)] = run_id
             done, _ = wait(pending, return_when=FIRST_COMPLETED)
             for future in done:
                 yield pending.pop(future), future.result()
@@ -211,7 +216,8 @@ def _import_ray() -> Any:
     try:
         import ray
     except ImportError:
-        raise BackendError("backend 'ray' needs Ray: pip install 'fedsim[ray]' (or use --backend process)") from None
+        fix = "pip install 'fedsim[ray]' (or use --backend process)"
+        raise UserError("--backend", "backend 'ray' needs Ray", fix) from None
     return ray
 
 
@@ -225,8 +231,8 @@ def _run_ray(jobs: list[Job], workers: int, run_fn: RunFn | None) -> Iterator[tu
     try:
         while queue or pending:
             while queue and len(pending) < workers:
-                run_id, scenario, directory = queue.pop(0)
-                pending[remote.remote(run_id, scenario, directory, run_fn)] = run_id
+                run_id, scenario, setup, directory = queue.pop(0)
+                pending[remote.remote(run_id, scenario, setup, directory, run_fn)] = run_id
             done, _ = ray.wait(list(pending), num_returns=1)
             yield pending.pop(done[0]), ray.get(done[0])
     finally:
@@ -234,23 +240,18 @@ def _run_ray(jobs: list[Job], workers: int, run_fn: RunFn | None) -> Iterator[tu
             ray.cancel(ref)
 
 
-def check_points(points: Sequence[Scenario]) -> None:
-    """Everything the real runner would reject, before any results directory exists: missing model files,
-    then schedule, partition and responder errors (these need the model's depth and tokenizer)."""
-    _check_model_files(points)
-    _check_runs(points)
+def prepare_points(points: Sequence[Scenario]) -> list[Any]:
+    """Every point's RunSetup, before any results directory exists: what only the model can tell (missing
+    model files, schedule, partition and responder errors) is one line naming the grid point."""
+    from fedsim.experiment.setup import prepare  # lazy: validating a scenario file needs no torch
 
-
-def _check_runs(points: Sequence[Scenario]) -> None:
-    """Schedule, partition and responder errors need the model's depth and tokenizer: find them before any
-    results directory exists, as one line naming the grid point."""
-    from fedsim.runner import check_scenario
-
+    setups = []
     for point in points:
         try:
-            check_scenario(point)
-        except ValueError as err:
-            raise ScenarioError(point.source, "", str(err)) from None
+            setups.append(prepare(point))
+        except UserError as err:
+            raise err.at(point.source) from None
+    return setups
 
 
 def _limit_threads(n: int) -> None:
@@ -258,12 +259,3 @@ def _limit_threads(n: int) -> None:
     import torch
 
     torch.set_num_threads(n)
-
-
-def _check_model_files(points: Sequence[Scenario]) -> None:
-    """Fail on a missing model file before any results directory exists (ModelFileError says how to fix)."""
-    from fedsim.model_files import KNOWN_MODELS, locate_model_file
-
-    for name in sorted({p.model.name for p in points}):
-        if name in KNOWN_MODELS:  # others (tiny-random) are built in memory
-            locate_model_file(name)

@@ -11,12 +11,10 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from fedsim.common.errors import UserError
+
 PHASES = ("first", "last")
 PLACEMENTS = ("uniform", "shallow_half", "deep_half", "progressive", "regressive", "none")
-
-
-class ScheduleError(ValueError):
-    """An impossible schedule; the message names the field and the fix."""
 
 
 @dataclass(frozen=True)
@@ -34,11 +32,6 @@ class Schedule:
         if layer in self.publisher_layers:
             return "publisher"
         return "local"
-
-    @property
-    def is_centralized(self) -> bool:
-        dense = self.r_comp == 1.0 and self.r_comm == 1.0
-        return dense and len(self.sync_layers) == self.n_layers
 
 
 def _uniform_points(start: int, end: int, k: int) -> list[int]:
@@ -69,9 +62,9 @@ def _spaced_points(start: int, end: int, k: int, growing: bool) -> list[int]:
 def placement_layers(n_layers: int, H: int, placement: str, phase: str = "first") -> list[int]:
     """The sync layers of a placement; non-uniform ones keep the uniform count ceil(n_layers / H)."""
     if placement not in PLACEMENTS:
-        raise ScheduleError(f"schedule.placement: unknown '{placement}'; choose one of {', '.join(PLACEMENTS)}")
+        raise UserError("schedule.placement", f"unknown '{placement}'", f"choose one of {', '.join(PLACEMENTS)}")
     if phase not in PHASES:
-        raise ScheduleError(f"schedule.phase: unknown '{phase}'; choose 'first' (authors' code) or 'last' (paper)")
+        raise UserError("schedule.phase", f"unknown '{phase}'", "choose 'first' (authors' code) or 'last' (paper)")
     if placement == "none":
         return []
     if placement == "uniform":
@@ -80,9 +73,8 @@ def placement_layers(n_layers: int, H: int, placement: str, phase: str = "first"
     count = len(range(0, n_layers, H))
     if placement in ("shallow_half", "deep_half"):
         if count > n_layers // 2:
-            raise ScheduleError(
-                f"schedule.placement={placement}: {count} syncs do not fit in half of {n_layers} layers; use H >= 2"
-            )
+            raise UserError("schedule.placement", f"{placement}: {count} syncs do not fit in half of {n_layers} layers",
+                            "use H >= 2")
         front = _uniform_points(0, n_layers // 2, count)
         return front if placement == "shallow_half" else sorted(n_layers - 1 - x for x in front)
     return _spaced_points(0, n_layers - 1, count, growing=placement == "progressive")
@@ -102,20 +94,21 @@ def make_schedule(
 ) -> Schedule:
     """Build and validate a schedule. `layers` (an explicit list) overrides `H`/`placement`."""
     if not isinstance(H, int) or H < 1:
-        raise ScheduleError(f"schedule.H must be an integer >= 1 (got {H!r}); H=1 syncs every block")
+        raise UserError("schedule.H", f"must be an integer >= 1 (got {H!r})", "H=1 syncs every block")
     for name, r in (("r_comp", r_comp), ("r_comm", r_comm)):
         if not 0.0 < r <= 1.0:
-            raise ScheduleError(f"schedule.{name} must be in (0, 1] (got {r}); 1.0 means dense")
+            raise UserError(f"schedule.{name}", f"must be in (0, 1] (got {r})", "1.0 means dense")
     if layers is not None:
         sync = sorted(set(int(x) for x in layers))
         bad = [x for x in sync if not 0 <= x < n_layers]
         if bad:
-            raise ScheduleError(f"schedule.layers: {bad} out of range; the model has layers 0..{n_layers - 1}")
+            raise UserError("schedule.layers", f"{bad} out of range", f"the model has layers 0..{n_layers - 1}")
     else:
         sync = placement_layers(n_layers, H, placement, phase)
     publisher: list[int] = []
     if publisher_H is not None:
         if not isinstance(publisher_H, int) or not 1 <= publisher_H < H:
-            raise ScheduleError(f"schedule.publisher_H must be an integer in [1, H={H}) (got {publisher_H!r})")
+            raise UserError("schedule.publisher_H", f"must be an integer in [1, H={H}) (got {publisher_H!r})",
+                            "the publisher's extra syncs come between the uniform ones")
         publisher = [x for x in range(0, n_layers, publisher_H) if x not in sync]
     return Schedule(n_layers, frozenset(sync), frozenset(publisher), float(r_comp), float(r_comm), publisher_dense)

@@ -17,10 +17,8 @@ import importlib.util
 import io
 import json
 import math
-import os
 import platform
 import shutil
-import tempfile
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +28,8 @@ import numpy as np
 import pandas as pd
 
 import fedsim
+from fedsim.common.errors import UserError
+from fedsim.common.files import atomic_write
 
 DONE = "DONE"
 RUNS_TABLE = "runs"
@@ -47,26 +47,13 @@ def is_finished(directory: Path) -> bool:
     return (directory / DONE).is_file()
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write via a temp file in the same directory + os.replace, so readers never see half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
-
-
 def write_json(path: Path, obj: Any) -> None:
     """JSON in the dict's own (deterministic) order, so tables rebuilt from files keep their column order.
 
     NaN becomes null so the files stay standard JSON.
     """
     text = json.dumps(_nan_to_none(obj), indent=2, allow_nan=False) + "\n"
-    atomic_write_bytes(path, text.encode())
+    atomic_write(path, text.encode())
 
 
 def read_json(path: Path) -> Any:
@@ -101,7 +88,7 @@ def write_table(path: Path, df: pd.DataFrame) -> Path:
     else:
         target = path.with_suffix(".csv")
         data = df.to_csv(index=False).encode()
-    atomic_write_bytes(target, data)
+    atomic_write(target, data)
     return target
 
 
@@ -159,7 +146,7 @@ def write_run(directory: Path, run: FinishedRun, trace: Mapping[str, Any] | None
     write_json(directory / "summary.json", run.row)
     if trace is not None:
         write_json(directory / "trace.json", trace)
-    atomic_write_bytes(directory / DONE, b"")
+    atomic_write(directory / DONE, b"")
 
 
 def read_run(directory: Path) -> FinishedRun:
@@ -224,9 +211,9 @@ def read_results(path: str | Path) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(runs, participants) tables of every finished run under a scenario results directory."""
     root = Path(path)
     if not root.is_dir():
-        raise FileNotFoundError(f"{root}: no such results directory")
+        raise UserError("", "no such results directory", "give results/<scenario name>", str(root))
     finished = load_finished_runs(root)
     if not finished:
-        raise FileNotFoundError(f"{root}: no finished runs (expected {root}/runs/<config_hash>/DONE)")
+        raise UserError("", "no finished runs", f"expected {root}/runs/<config_hash>/DONE", str(root))
     runs, tables = build_tables(finished)
     return runs, tables["participants"]

@@ -12,8 +12,6 @@ convention and match `transformers` exactly. Qwen2 GGUFs are not permuted.
 from __future__ import annotations
 
 import hashlib
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -21,8 +19,9 @@ import torch
 from gguf import GGUFReader
 from gguf.quants import dequantize
 
-from fedsim.model import ModelConfig
-from fedsim.model_files import cache_dir
+from fedsim.common.files import atomic_write
+from fedsim.models.catalog import cache_dir
+from fedsim.models.transformer import ModelConfig
 
 SUPPORTED_ARCHS = ("llama", "qwen2")
 CACHE_FORMAT = 1  # bump when the cached layout changes
@@ -98,9 +97,5 @@ def load_gguf(path: Path, use_cache: bool = True) -> tuple[ModelConfig, dict[str
     cfg = read_config(reader)
     weights = read_weights(reader, cfg)
     if use_cache:
-        cached.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=cached.parent, suffix=".tmp")
-        os.close(fd)
-        torch.save({"config": cfg.as_dict(), "weights": weights}, tmp)
-        os.replace(tmp, cached)
+        atomic_write(cached, lambda f: torch.save({"config": cfg.as_dict(), "weights": weights}, f))
     return cfg, weights

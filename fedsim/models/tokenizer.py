@@ -1,7 +1,8 @@
-"""Tokenizer and chat template rebuilt from a GGUF's own metadata, so the model file alone suffices.
+"""Tokenizers: the one rebuilt from a GGUF's own metadata (so the model file alone suffices), and a byte
+tokenizer for the tiny test model.
 
-Matches llama.cpp's byte-level BPE: vocabulary and merges from `tokenizer.ggml.*`, the pre-tokenizer regex
-llama.cpp picks for `tokenizer.ggml.pre`, and control tokens matched whole in the text.
+The GGUF one matches llama.cpp's byte-level BPE: vocabulary and merges from `tokenizer.ggml.*`, the
+pre-tokenizer regex llama.cpp picks for `tokenizer.ggml.pre`, and control tokens matched whole in the text.
 """
 
 import mmap
@@ -140,3 +141,15 @@ class Tokenizer:
 
 def _raise_exception(message: str) -> None:
     raise jinja2.TemplateError(message)
+
+
+class ByteTokenizer:
+    """UTF-8 bytes as token ids (256 = end of text): enough to drive the tiny test model."""
+
+    eos_ids = (256,)
+
+    def encode(self, text: str) -> list[int]:
+        return list(text.encode("utf-8"))
+
+    def decode(self, ids: Sequence[int], skip_special: bool = True) -> str:
+        return bytes(i for i in ids if i < 256).decode("utf-8", errors="replace")

@@ -6,17 +6,9 @@ The model, in the order a byte meets it:
   (device -> network, `uplink_Bps`) and a downlink (network -> device, `downlink_Bps`), each traversal
   costing `latency_s` (+ seeded jitter, one draw per traversal and message). A device-to-device transfer
   always crosses two links: the sender's uplink to the access point / switch / base station, then the
-  receiver's downlink. It pays both latencies, as `fedsim/profiles/links.yaml` says. The hub / network
+  receiver's downlink. It pays both latencies, as `fedsim/sim/data/links.yaml` says. The hub / network
   core itself has no capacity limit (a non-blocking switch or AP backplane); only the links do.
-- **Channels share by processor sharing.** Every transmitter (a dedicated uplink or downlink, or the one
-  Wi-Fi air channel) serves all its active transmissions at once, each at the same byte rate x, with x
-  chosen so the channel is fully used: sum over transmissions of x / rate_f = 1. On a dedicated link
-  that is an equal split (k flows get rate/k each, like TCP fair share). On a shared medium each
-  transmission occupies the air at its own station's PHY-level rate, so equal throughput means a slow
-  station takes more airtime (802.11's well-known "performance anomaly"), which is what DCF's per-frame
-  fairness does. We chose fluid processor sharing over a FIFO Resource served in chunks because it is
-  work-conserving and chunk-size free: two equal simultaneous senders finish exactly together at twice
-  the single-sender time, instead of one finishing early depending on the chunk order.
+- **Channels share by processor sharing** (fedsim/sim/channel.py).
 - **Shared medium (Wi-Fi).** All participants whose link has `shared_medium` share ONE half-duplex air
   channel: their uplinks and downlinks are all that channel. A relayed byte therefore crosses the air
   twice (station -> AP, AP -> station).
@@ -59,24 +51,19 @@ fail, so a waiting process cannot crash the simulation.
 
 from __future__ import annotations
 
-import bisect
-import heapq
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 import simpy
 
-from fedsim.profiles import LinkProfile
-from fedsim.trace import TraceEvent
+from fedsim.sim.channel import Channel, Flow, Rate
+from fedsim.sim.profiles import LinkProfile
+from fedsim.sim.trace import TraceEvent
 
 TOPOLOGIES = ("star", "mesh", "ring")
 JITTER_DISTRIBUTIONS = ("normal", "exponential")
-# A transmission with less than this fraction of its bytes left is complete: absorbs float rounding of
-# rate x time, far below any timing resolution that matters (1e-9 of a transfer time).
-_DONE_TOL = 1e-9
-
 Node = int | str  # a participant index, or a relay point named within its message ("hub", "net2")
 
 
@@ -96,137 +83,14 @@ class NetworkOptions:
             raise ValueError(f"jitter must be one of {', '.join(JITTER_DISTRIBUTIONS)}, got {self.jitter!r}")
 
 
-class _Rate:
-    """Byte rate of one transmission over time: nominal rate x the link's rate trace (the slowest link's,
-    for a multicast frame that every receiver must decode)."""
-
-    __slots__ = ("_parts",)
-
-    def __init__(self, parts: Sequence[tuple[float, LinkProfile]]):
-        self._parts = tuple(parts)
-
-    def at(self, t: float) -> float:
-        return min(bps * link.rate_factor(t) for bps, link in self._parts)
-
-    def next_change(self, t: float) -> float:
-        """First trace breakpoint strictly after t (inf if none): the rate is constant until then."""
-        nxt = math.inf
-        for _, link in self._parts:
-            i = bisect.bisect_right(link.rate_trace, t, key=lambda point: point[0])
-            if i < len(link.rate_trace):
-                nxt = min(nxt, link.rate_trace[i][0])
-        return nxt
-
-
-class _Flow:
-    """One chunk being transmitted on a channel."""
-
-    __slots__ = ("size", "rate", "inv", "tag", "served", "done")
-
-    def __init__(self, env: simpy.Environment, size: float, rate: _Rate):
-        self.size = size
-        self.rate = rate
-        self.inv = 0.0  # seconds of channel time per byte at the current rate
-        self.tag = 0.0  # value of the channel's service clock at which this flow is complete
-        self.served = 0.0  # bytes that left, once done or cancelled
-        self.done = env.event()  # succeeds with the size once every byte is on the wire
-
-
-class _Channel:
-    """A processor-sharing transmitter (see the module docstring): all active flows progress at one
-    common byte rate x = 1 / sum_f 1/rate_f(t). Because the rate is common, one service clock `v` (bytes
-    served to each active flow since the channel was last idle) tracks every flow: a flow added at clock
-    v0 with b bytes completes when v reaches v0 + b. Re-planned at every arrival, completion and rate
-    breakpoint, so completion times are exact for piecewise-constant rates; each event costs O(log flows)."""
-
-    def __init__(self, env: simpy.Environment):
-        self._env = env
-        self._active: dict[_Flow, None] = {}  # insertion-ordered set
-        self._heap: list[tuple[float, int, _Flow]] = []  # (tag, sequence, flow); cancelled flows skipped
-        self._seq = 0
-        self._v = 0.0
-        self._t = 0.0  # time up to which `_v` is accounted
-        self._speed = 0.0  # current common byte rate
-        self._inv_sum = 0.0  # sum of the active flows' `inv`
-        self._next_change = math.inf  # first rate breakpoint among the active flows
-        self._plan = 0  # id of the current wake-up; older wake-ups are stale
-
-    def transmit(self, nbytes: float, rate: _Rate) -> _Flow:
-        flow = _Flow(self._env, nbytes, rate)
-        now = self._env.now
-        if nbytes <= 0 or math.isinf(rate.at(now)):
-            flow.served = nbytes
-            flow.done.succeed(nbytes)
-            return flow
-        self._settle()
-        flow.inv = 1.0 / rate.at(now)
-        flow.tag = self._v + nbytes
-        heapq.heappush(self._heap, (flow.tag, self._seq, flow))
-        self._seq += 1
-        self._active[flow] = None
-        self._inv_sum += flow.inv
-        self._next_change = min(self._next_change, rate.next_change(now))
-        self._replan()
-        return flow
-
-    def cancel(self, flow: _Flow) -> None:
-        """Stop a flow mid-way; `flow.served` then tells how much left."""
-        if flow in self._active:
-            self._settle()
-            del self._active[flow]
-            self._inv_sum -= flow.inv
-            flow.served = flow.size - (flow.tag - self._v)
-            self._replan()
-
-    def _settle(self) -> None:
-        now = self._env.now
-        self._v += self._speed * (now - self._t)
-        self._t = now
-        if now >= self._next_change:  # a rate breakpoint passed: re-read every flow's rate
-            self._inv_sum, self._next_change = 0.0, math.inf
-            for flow in self._active:
-                flow.inv = 1.0 / flow.rate.at(now)
-                self._inv_sum += flow.inv
-                self._next_change = min(self._next_change, flow.rate.next_change(now))
-
-    def _wake(self, plan: int) -> None:
-        if plan == self._plan:
-            self._settle()
-            self._replan()
-
-    def _replan(self) -> None:
-        heap = self._heap
-        while heap:
-            tag, _, flow = heap[0]
-            if flow in self._active and tag - self._v > _DONE_TOL * flow.size:
-                break
-            heapq.heappop(heap)
-            if flow in self._active:
-                del self._active[flow]
-                self._inv_sum -= flow.inv
-                flow.served = flow.size
-                flow.done.succeed(flow.size)
-        self._plan += 1
-        if not self._active:  # idle: restart the clock so it never grows without bound
-            self._v = self._speed = self._inv_sum = 0.0
-            self._next_change = math.inf
-            heap.clear()
-            return
-        self._speed = 1.0 / self._inv_sum
-        now = self._env.now
-        horizon = min((heap[0][0] - self._v) / self._speed, self._next_change - now)
-        plan = self._plan
-        self._env.timeout(horizon).callbacks.append(lambda _ev: self._wake(plan))
-
-
 @dataclass(eq=False)
 class _Hop:
     """One transmission leg of a message: src node -> dsts over one channel, chunk by chunk."""
 
     src: Node
     dsts: tuple[Node, ...]
-    channel: _Channel
-    rate: _Rate
+    channel: Channel
+    rate: Rate
     latencies: tuple[float, ...]  # per dst
     sender: int | None  # participant whose uplink this is (pays overhead, counts bytes_sent)
     relay: bool  # hub replication: counted as hub relay bytes
@@ -234,7 +98,7 @@ class _Hop:
     track: int
     lane: str
     cancel_ev: simpy.Event
-    flow: _Flow | None = None
+    flow: Flow | None = None
     chunks_done: int = 0
     bytes: float = 0.0
     t_start: float | None = None
@@ -291,9 +155,9 @@ class Network:
         self._messages_sent = [0] * n
         self._trace = trace
         self._overheads = overheads
-        air = _Channel(env)
-        self._up = [air if link.shared_medium else _Channel(env) for link in links]
-        self._down = [air if link.shared_medium else _Channel(env) for link in links]
+        air = Channel(env)
+        self._up = [air if link.shared_medium else Channel(env) for link in links]
+        self._down = [air if link.shared_medium else Channel(env) for link in links]
         self._software_free = [0.0] * n  # when each device's send path is free for the next message
         self._dead: set[int] = set()
         self._active: list[_Message] = []
@@ -336,23 +200,6 @@ class Network:
         self._active.append(msg)
         return deliveries
 
-    def all_gather(
-        self, senders: Mapping[int, float], receivers: Iterable[int], label: str = ""
-    ) -> dict[tuple[int, int], simpy.Event]:
-        """Every sender sends its bytes to every other receiver, all starting now; {(s, r): delivery}."""
-        receivers = set(receivers)
-        out: dict[tuple[int, int], simpy.Event] = {}
-        for s in sorted(senders):
-            for r, ev in self.send(s, senders[s], receivers, label).items():
-                out[(s, r)] = ev
-        return out
-
-    def broadcast(
-        self, sender: int, nbytes: float, receivers: Iterable[int], label: str = ""
-    ) -> dict[tuple[int, int], simpy.Event]:
-        """One sender to every receiver (a publisher layer); {(sender, r): delivery}."""
-        return self.all_gather({sender: nbytes}, receivers, label)
-
     def fail(self, p: int) -> None:
         """Participant p vanished now: stop what depends on it and resolve unreachable deliveries as lost."""
         if p in self._dead:
@@ -389,13 +236,13 @@ class Network:
 
     def _uplink_hop(self, msg: _Message, src: int, dst: Node, lane: str) -> None:
         link = self.links[src]
-        msg.hops.append(_Hop(src, (dst,), self._up[src], _Rate([(link.uplink_Bps, link)]),
+        msg.hops.append(_Hop(src, (dst,), self._up[src], Rate([(link.uplink_Bps, link)]),
                              (self._latency(msg, link),), sender=src, relay=False, touches=(src,), track=src,
                              lane=lane, cancel_ev=self.env.event()))
 
     def _downlink_hop(self, msg: _Message, src: Node, dsts: Sequence[int], *, relay: bool, track: int,
                       lane: str) -> None:
-        rate = _Rate([(self.links[r].downlink_Bps, self.links[r]) for r in dsts])
+        rate = Rate([(self.links[r].downlink_Bps, self.links[r]) for r in dsts])
         latencies = tuple(self._latency(msg, self.links[r]) for r in dsts)
         msg.hops.append(_Hop(src, tuple(dsts), self._down[dsts[0]], rate, latencies, sender=None, relay=relay,
                              touches=tuple(dsts), track=track, lane=lane, cancel_ev=self.env.event()))

@@ -20,21 +20,14 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import NullLocator
 
-from fedsim.config import Scenario
-from fedsim.results import atomic_write_bytes, read_results
+from fedsim.common.files import atomic_write
+from fedsim.experiment.config import Scenario
+from fedsim.experiment.records import QUALITY_METRICS, Metric
+from fedsim.experiment.results import read_results
+from fedsim.fedattn.schedule import PLACEMENTS
 
-# metric -> (label, unit, higher is better)
-METRICS = {
-    "task_correct": ("Task accuracy", "fraction correct", True),
-    "gen_exact_match": ("Exact match with centralized generation", "fraction", True),
-    "gen_token_overlap": ("Token overlap with centralized generation", "fraction", True),
-    "top1_agree": ("Top-1 agreement with centralized", "fraction of tokens", True),
-    "kl_mean": ("KL divergence from centralized", "nats per token", False),
-    "hidden_dev_last": ("Last-block hidden-state deviation from centralized", "relative L2", False),
-}
 ROLES = (("publisher", "Task publisher", "-"), ("best_collaborator", "Best collaborator", "--"),
          ("average", "Average participant", ":"))
-PLACEMENTS = ("uniform", "shallow_half", "deep_half", "progressive", "regressive", "none")
 # constant settings worth naming in a title, in the order they are named
 _CONTEXT = (("model.name", "{}"), ("task.kind", "{}"), ("participants.n", "N={}"), ("schedule.H", "H={}"),
             ("participants.device", "{}"), ("network.link", "{}"), ("network.topology", "{} topology"),
@@ -44,9 +37,9 @@ MB = 1e6
 
 def metric_label(metric: str) -> str:
     """Axis label with unit and direction, e.g. 'KL divergence from centralized (nats per token, lower is better)'."""
-    label, unit, higher = METRICS.get(metric, (metric, "", True))
-    details = ", ".join(d for d in (unit, "" if higher else "lower is better") if d)
-    return textwrap.fill(f"{label} ({details})" if details else label, 45)
+    spec = QUALITY_METRICS.get(metric, Metric(metric, "", True))
+    details = ", ".join(d for d in (spec.unit, "" if spec.higher_is_better else "lower is better") if d)
+    return textwrap.fill(f"{spec.label} ({details})" if details else spec.label, 45)
 
 
 def plot_quality_vs_H(runs: pd.DataFrame, metric: str) -> Figure:
@@ -134,7 +127,7 @@ def plot_pareto(runs: pd.DataFrame, metric: str) -> Figure:
     data = runs.assign(_x=_numeric(runs["ttft_s"]), _y=_numeric(runs[quality])).dropna(subset=["_x", "_y"])
     for link, group in data.groupby("network.link"):
         ax.scatter(group["_x"], group["_y"], label=f"link: {link}", zorder=3)
-    higher = METRICS.get(metric, ("", "", True))[2]
+    higher = QUALITY_METRICS.get(metric, Metric(metric, "", True)).higher_is_better
     front = _pareto_front(data["_x"].to_numpy(), data["_y"].to_numpy(), higher)
     ax.plot(front[:, 0], front[:, 1], drawstyle="steps-post", color="black", lw=1, marker="o", ms=11, mfc="none",
             label="Pareto front (circled)", zorder=2)
@@ -213,7 +206,7 @@ def save_figure(fig: Figure, stem: Path) -> list[Path]:
         buffer = io.BytesIO()
         fig.savefig(buffer, format=fmt, **extra)
         path = stem.with_name(f"{stem.name}.{fmt}")
-        atomic_write_bytes(path, buffer.getvalue())
+        atomic_write(path, buffer.getvalue())
         paths.append(path)
     return paths
 
@@ -281,7 +274,8 @@ def _metrics(runs: pd.DataFrame) -> list[str]:
     found = [c.removesuffix("_publisher") for c in runs.columns if c.endswith("_publisher")]
     measured = [m for m in found
                 if all(c in runs for c in _role_columns(m)) and _numeric(runs[f"{m}_publisher"]).notna().any()]
-    return sorted(measured, key=lambda m: (list(METRICS).index(m) if m in METRICS else len(METRICS), m))
+    order = list(QUALITY_METRICS)
+    return sorted(measured, key=lambda m: (order.index(m) if m in order else len(order), m))
 
 
 def _title(fig: Figure, title: str, runs: pd.DataFrame, axes: Sequence[str]) -> None:

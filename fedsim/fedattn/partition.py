@@ -13,11 +13,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from fedsim.common.errors import UserError
+
 SCHEMES = ("contiguous", "question_exclusive", "exemplars", "exemplars_question_exclusive")
-
-
-class PartitionError(ValueError):
-    """A prompt cannot be split as asked; the message names the field and the fix."""
 
 
 @dataclass(frozen=True)
@@ -61,23 +59,23 @@ def partition_pieces(piece_lengths: Sequence[int], piece_kinds: Sequence[str], n
     question to the last participant; `exemplars_question_exclusive` deals them over n-1 participants.
     """
     if scheme not in SCHEMES:
-        raise PartitionError(f"partition.scheme: unknown scheme '{scheme}'; choose one of {', '.join(SCHEMES)}")
+        raise UserError("partition.scheme", f"unknown scheme '{scheme}'", f"choose one of {', '.join(SCHEMES)}")
     if n < 1:
-        raise PartitionError(f"participants.n must be >= 1 (got {n})")
+        raise UserError("participants.n", f"must be >= 1 (got {n})")
     lengths = list(piece_lengths)
     total = sum(lengths)
     if n > total:
-        raise PartitionError(
-            f"participants.n={n} exceeds the prompt's {total} tokens; use fewer participants or a longer prompt"
-        )
+        raise UserError("participants.n", f"{n} exceeds the prompt's {total} tokens",
+                        "use fewer participants or a longer prompt")
     if n == 1:
         return Partition(np.zeros(total, dtype=np.int64), 1)
     is_q = [k == "question" for k in piece_kinds]
     if not any(is_q):
-        raise PartitionError("task: the prompt has no question piece, so no participant is the task publisher")
+        raise UserError("task", "the prompt has no question piece, so no participant is the task publisher",
+                        "give the task a question")
     first_q = is_q.index(True)
     if not all(is_q[first_q:]):
-        raise PartitionError("task: the question must be the last piece(s) of the prompt")
+        raise UserError("task", "the question must be the last piece(s) of the prompt")
     context_lengths, question_len = lengths[:first_q], sum(lengths[first_q:])
     context_len = sum(context_lengths)
 
@@ -98,9 +96,8 @@ def partition_pieces(piece_lengths: Sequence[int], piece_kinds: Sequence[str], n
             else:
                 sizes.append(question_len)
     if len(sizes) != n or min(sizes) == 0:
-        raise PartitionError(
-            f"partition.scheme={scheme}: participants.n={n} leaves a participant with an empty segment "
-            f"({len(context_lengths)} context pieces, {context_len} context tokens); use fewer participants "
-            f"or the 'contiguous' scheme"
-        )
+        raise UserError(
+            "partition.scheme", f"{scheme} with participants.n={n} leaves a participant with an empty segment "
+            f"({len(context_lengths)} context pieces, {context_len} context tokens)",
+            "use fewer participants or the 'contiguous' scheme")
     return Partition(np.repeat(np.arange(n), sizes), n)
