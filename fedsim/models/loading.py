@@ -9,7 +9,7 @@ from typing import Protocol
 
 from fedsim.models.catalog import locate_model_file
 from fedsim.models.tokenizer import ByteTokenizer, Tokenizer
-from fedsim.models.transformer import ModelConfig, Transformer, random_weights
+from fedsim.models.transformer import TINY_CONFIG, ModelConfig, Transformer, random_weights
 from fedsim.models.weights import load_gguf
 
 
@@ -31,15 +31,11 @@ class LoadedModel:
         return self.model.cfg
 
 
-TINY_RANDOM_CONFIG = ModelConfig(arch="llama", n_layers=4, d_model=32, n_heads=4, n_kv_heads=2, d_ff=64,
-                                 vocab_size=257, rope_theta=10000.0, norm_eps=1e-5)
-
-
 @lru_cache(maxsize=2)
 def load_model(name: str) -> LoadedModel:
     """Load a model by name (cached per process, so a sweep worker loads each model once)."""
     path = locate_model_file(name)
     if path is None:  # built in memory: the tiny random model
-        return LoadedModel(name, Transformer(TINY_RANDOM_CONFIG, random_weights(TINY_RANDOM_CONFIG)), ByteTokenizer())
+        return LoadedModel(name, Transformer(TINY_CONFIG, random_weights(TINY_CONFIG)), ByteTokenizer())
     cfg, weights = load_gguf(path)
     return LoadedModel(name, Transformer(cfg, weights), Tokenizer.from_gguf(path))

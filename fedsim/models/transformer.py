@@ -137,7 +137,9 @@ def random_weights(cfg: ModelConfig, seed: int = 0) -> dict[str, torch.Tensor]:
     def mat(rows: int, cols: int) -> torch.Tensor:
         return torch.randn(rows, cols, generator=g) / cols**0.5
 
-    w = {"token_embd.weight": torch.randn(cfg.vocab_size, cfg.d_model, generator=g),
+    # embeddings at std 2/sqrt(d): the tied head then gives logits of std ~2, a spread-out next-token
+    # distribution like a trained model's, not a one-hot that hides differences between schedules
+    w = {"token_embd.weight": torch.randn(cfg.vocab_size, cfg.d_model, generator=g) * 2 / cfg.d_model**0.5,
          "output_norm.weight": 1 + 0.1 * torch.randn(cfg.d_model, generator=g)}
     if not cfg.tied_embeddings:
         w["output.weight"] = mat(cfg.vocab_size, cfg.d_model)
@@ -158,5 +160,7 @@ def random_weights(cfg: ModelConfig, seed: int = 0) -> dict[str, torch.Tensor]:
     return w
 
 
+# The tiny random model (`tiny-random`): 8 blocks so that every H in 1, 2, 4, 8 means something, 257 ids for
+# the byte tokenizer (256 = end of text). It runs the whole pipeline in milliseconds for tests.
 TINY_CONFIG = ModelConfig(arch="llama", n_layers=8, d_model=64, n_heads=4, n_kv_heads=2, d_ff=128,
-                          vocab_size=97, rope_theta=10000.0, norm_eps=1e-5)
+                          vocab_size=257, rope_theta=10000.0, norm_eps=1e-5)
