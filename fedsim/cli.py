@@ -5,6 +5,7 @@
     fedsim plot RESULTS_DIR                 (re)draw the plots of results/<name>
     fedsim profiles                         device and link profiles with their sources
     fedsim validate SCENARIO                check a scenario (and its grid) without running anything
+    fedsim real SCENARIO                    run it for real: one process per participant, K/V over gloo
 """
 
 from __future__ import annotations
@@ -74,6 +75,34 @@ def _profiles(args: argparse.Namespace) -> int:
     return 0
 
 
+def _real(args: argparse.Namespace) -> int:
+    from fedsim.experiment.real_results import emulate_links, real_root, run_real_grid, write_real
+    from fedsim.experiment.real_run import RealOptions, run_real
+
+    scenario = load_scenario(args.scenario)
+    options = RealOptions(threads=args.threads, timeout_s=args.timeout, master_port=args.master_port,
+                          rate_mbit=args.rate_mbit, burst_kb=args.burst_kb)
+    if args.rank is not None:  # one rank of a run across machines
+        run = run_real(scenario, options, rank=args.rank, world_size=args.world_size)
+        if run is not None:
+            write_real(run, scenario, options, real_root(scenario, args.out))
+            print(f"rank 0: measured run {run.run_id} written to {real_root(scenario, args.out)}")
+        return 0
+    emulate_links(options)
+
+    def report(point, run) -> None:
+        s = run.summary
+        print(f"{run.run_id}: prefill {s['prefill_s'] * 1e3:.1f} ms, TTFT {s['ttft_s'] * 1e3:.1f} ms, "
+              f"exchange {s['exchange_s'] * 1e3:.2f} ms, decode {s['decode_s_per_token'] * 1e3:.2f} ms/token, "
+              f"sent {s['bytes_sent_per_participant']:.0f} B/participant: {s['generated_text']!r}")
+
+    runs = run_real_grid(scenario, options, args.out, each=report)
+    root = real_root(scenario, args.out)
+    print(f"{runs.attrs['ran']} real run(s) measured, {runs.attrs['skipped']} already measured (skipped): "
+          f"{root / 'runs.parquet'}, {root / 'participants.parquet'}")
+    return 0
+
+
 def _positive_int(text: str) -> int:
     value = int(text)
     if value < 1:
@@ -109,4 +138,17 @@ def _parser() -> argparse.ArgumentParser:
     plot = add("plot", _plot, "draw the plots of a results folder (results/<scenario name>)")
     plot.add_argument("results_dir", help="e.g. results/default")
     add("profiles", _profiles, "list device and link profiles with their sources")
+    real = add("real", _real, "run a scenario for real: one OS process per participant on this machine, K/V "
+               "exchanged over torch.distributed (gloo); writes the run's tables with measured times")
+    real.add_argument("scenario", help="scenario YAML file (its sweep: grid is measured point by point)")
+    real.add_argument("--out", metavar="DIR", help="write to DIR/<scenario name>/real/ (default: output_dir)")
+    real.add_argument("--threads", type=_positive_int, default=1, help="torch threads per participant (default 1)")
+    real.add_argument("--timeout", type=float, default=600.0, help="seconds before a run is abandoned (600)")
+    real.add_argument("--rate-mbit", type=float, help="shape loopback to this rate in a private network "
+                      "namespace (root; tbf); default: unshaped loopback")
+    real.add_argument("--burst-kb", type=float, default=8.0, help="token-bucket burst for --rate-mbit (8)")
+    real.add_argument("--master-port", type=int, help="rendezvous port (default: a free one)")
+    real.add_argument("--rank", type=int, help="run only this rank of a run across machines (rendezvous from "
+                      "MASTER_ADDR/MASTER_PORT; rank 0 writes the tables)")
+    real.add_argument("--world-size", type=int, help="with --rank: participants (+1 for the star's relay)")
     return parser

@@ -1,0 +1,59 @@
+"""Real runs written like simulated ones: one folder per run under `<results>/<name>/real/`, tables gathered
+at that root, a Chrome trace per run, and a grid that resumes where it stopped."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pandas as pd
+
+from fedsim.experiment.config import Scenario
+from fedsim.experiment.real_run import RealOptions, RealRun, run_id, run_real
+from fedsim.experiment.results import FinishedRun, load_finished_runs, run_dir, start_run, write_aggregates, write_run
+from fedsim.experiment.sweep import expand_grid, flatten_config, results_root
+from fedsim.real.netns import enter_private_network, shape_loopback
+
+
+def real_root(sc: Scenario, out_dir: str | Path | None = None) -> Path:
+    return results_root(sc, out_dir) / "real"
+
+
+def write_real(run: RealRun, sc: Scenario, options: RealOptions, root: Path) -> None:
+    resolved = {**sc.resolved(), "real": options.label()}
+    directory = run_dir(root, run.run_id)
+    start_run(directory, resolved)
+    measured = {k: v for k, v in run.summary.items() if k != "run_id"}
+    row = {"run_id": run.run_id, **flatten_config(resolved), **measured}
+    tables = {"participants": run.participants, "layers": run.layers}
+    write_run(directory, FinishedRun(row, tables), run.trace)
+    write_aggregates(root, load_finished_runs(root))
+
+
+def run_real_grid(sc: Scenario, options: RealOptions, out_dir: str | Path | None = None,
+                  each: Callable[[Scenario, RealRun], None] = lambda sc, run: None) -> pd.DataFrame:
+    """Measure every grid point not measured yet (one real run at a time: they share the machine)."""
+    root = real_root(sc, out_dir)
+    finished = load_finished_runs(root)
+    ran = skipped = 0
+    for point in expand_grid(sc):
+        if run_id(point, options) in finished:
+            skipped += 1
+            continue
+        run = run_real(point, options)
+        write_real(run, point, options, root)
+        each(point, run)
+        ran += 1
+    finished = load_finished_runs(root)
+    if not ran:
+        write_aggregates(root, finished)
+    runs = pd.DataFrame([f.row for f in finished.values()])
+    runs.attrs.update(ran=ran, skipped=skipped)
+    return runs
+
+
+def emulate_links(options: RealOptions) -> None:
+    """Shape this machine's loopback as the options ask, from inside a private network namespace."""
+    if options.rate_mbit is not None:
+        enter_private_network()
+        shape_loopback(options.rate_mbit, options.burst_kb)
