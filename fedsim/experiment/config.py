@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Annotated, Any, Literal, get_args, get_origin
 
 from pydantic import Field, PrivateAttr, Strict, field_validator
@@ -16,7 +17,7 @@ from fedsim.fedattn.partition import SCHEMES
 from fedsim.fedattn.schedule import PHASES, PLACEMENTS
 from fedsim.models.catalog import MODEL_NAMES
 from fedsim.sim.network import TOPOLOGIES
-from fedsim.sim.profiles import load_devices, load_links
+from fedsim.sim.profiles import load_library
 from fedsim.workloads.registry import WORKLOADS, TaskSection
 
 # Keys that say where results go or how to sweep; they never change what a single run computes.
@@ -135,6 +136,9 @@ class Scenario(Section):
         default_factory=dict, description="a mapping of dotted keys to value lists, e.g. {schedule.H: [1, 2, 4]}"
     )
     output_dir: str = Field("results", min_length=1, description="the folder that receives results/<name>/")
+    profiles: list[str] = Field(
+        default_factory=list, description="extra device/link profile files (`devices:` and `links:` tables, as "
+        "`fedsim calibrate` writes them), relative to the scenario file")
 
     _source: str = PrivateAttr("<scenario>")
 
@@ -148,6 +152,11 @@ class Scenario(Section):
     def source(self) -> str:
         """Where this scenario came from (a file name), used to label errors."""
         return self._source
+
+    def profile_files(self) -> list[Path]:
+        """`profiles`, relative paths taken from the scenario file's folder."""
+        here = Path(self._source).parent if Path(self._source).is_file() else Path()
+        return [Path(p) if Path(p).is_absolute() else here / p for p in self.profiles]
 
     def resolved(self) -> dict[str, Any]:
         """Every key with its default filled in, as plain JSON types (what config.json stores)."""
@@ -259,7 +268,8 @@ def _check_cross_fields(s: Scenario) -> None:
 
 def _check_profile_names(s: Scenario) -> None:
     """Unknown device/link names fail here, before any run starts, with the nearest known name."""
-    known = {"device": list(load_devices()), "link": list(load_links())}
+    devices, links = load_library(s.profile_files())
+    known = {"device": list(devices), "link": list(links)}
     used = [("device", "participants.device", s.participants.device), ("link", "network.link", s.network.link)]
     used += [("device", f"participants.overrides.{i}.device", o.device) for i, o in s.participants.overrides.items()]
     used += [("link", f"network.overrides.{i}.link", o.link) for i, o in s.network.overrides.items()]

@@ -52,6 +52,29 @@ def run_real_grid(sc: Scenario, options: RealOptions, out_dir: str | Path | None
     return runs
 
 
+def measure(sc: Scenario, options: RealOptions, out_dir: str | Path | None, say: Callable[[str], None],
+            rank: int | None = None, world_size: int | None = None) -> None:
+    """`fedsim real`: measure the scenario's grid on this machine, or be one rank of a run across machines."""
+    root = real_root(sc, out_dir)
+    if rank is not None:
+        run = run_real(sc, options, rank=rank, world_size=world_size)
+        if run is not None:
+            write_real(run, sc, options, root)
+            say(f"rank 0: measured run {run.run_id} written to {root}")
+        return
+    emulate_links(options)
+
+    def report(point: Scenario, run: RealRun) -> None:
+        s = run.summary
+        say(f"{run.run_id}: prefill {s['prefill_s'] * 1e3:.1f} ms, TTFT {s['ttft_s'] * 1e3:.1f} ms, exchange "
+            f"{s['exchange_s'] * 1e3:.2f} ms, decode {s['decode_s_per_token'] * 1e3:.2f} ms/token, sent "
+            f"{s['bytes_sent_per_participant']:.0f} B/participant: {s['generated_text']!r}")
+
+    runs = run_real_grid(sc, options, out_dir, each=report)
+    say(f"{runs.attrs['ran']} real run(s) measured, {runs.attrs['skipped']} already measured (skipped): "
+        f"{root / 'runs.parquet'}, {root / 'participants.parquet'}")
+
+
 def emulate_links(options: RealOptions) -> None:
     """Shape this machine's loopback as the options ask, from inside a private network namespace."""
     if options.rate_mbit is not None:

@@ -38,6 +38,11 @@ class LayerCost:
     send_bytes: float = 0.0
     kv_cache_bytes: float = 0.0
     peak_act_bytes: float = 0.0
+    # the work in its own units, for devices timed by measured tables instead of a roofline
+    n_queries: int = 0
+    attended_pairs: int = 0
+    own_pairs: int = 0
+    cache_keys: int = 0  # a decode step: K/V entries attended, summed over blocks (0 for the LM head alone)
 
     @property
     def flops(self) -> float:
@@ -108,6 +113,9 @@ def layer_cost(
         send_bytes=sent_tokens * kv_tok,
         kv_cache_bytes=visible_keys * kv_tok,
         peak_act_bytes=max(scores, ffn) + 2 * n_queries * cfg.d_model * prec.act_bytes,
+        n_queries=n_queries,
+        attended_pairs=attended_pairs,
+        own_pairs=own_pairs,
     )
 
 
@@ -117,4 +125,4 @@ def decode_step_cost(cfg: ModelConfig, cache_keys: int, prec: Precision = Precis
     qkv, rest = projection_flops(cfg, 1)
     flops = cfg.n_layers * (qkv + rest) + attention_flops(cfg, cache_keys) + lm_head_flops(cfg)
     kv_read = cache_keys * kv_bytes_per_token(cfg, prec)
-    return LayerCost(flops_post=flops, bytes_post=model_weight_bytes(cfg, prec) + kv_read)
+    return LayerCost(flops_post=flops, bytes_post=model_weight_bytes(cfg, prec) + kv_read, cache_keys=cache_keys)

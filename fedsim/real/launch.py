@@ -1,9 +1,9 @@
 """Starting the worker processes of a real run on this machine, and ending all of them if one fails.
 
-Each rank is `python3 -m fedsim.real.worker` in a session of its own, with its spec on stdin and its output
-in a file. The launcher polls them: the first one to exit with an error, or the deadline, ends the run: every
-remaining process group is killed (SIGKILL), none is left behind, and the failure is one line naming the
-rank and its last error line.
+Each rank is `python3 -m fedsim.real.worker` (or a calibration probe) in a session of its own, with its spec
+on stdin and its output in a file. The launcher polls them: the first one to exit with an error, or the
+deadline, ends the run: every remaining process group is killed (SIGKILL), none is left behind, and the
+failure is one line naming the rank and its last error line.
 """
 
 from __future__ import annotations
@@ -32,8 +32,9 @@ def free_port() -> int:
 
 
 def launch(specs: list[dict[str, Any]], *, master_port: int, timeout_s: float, threads: int,
-           master_addr: str = "127.0.0.1") -> list[dict[str, Any]]:
-    """Run one worker per spec (rank order) and return rank 0's gathered records (every rank's, in order)."""
+           master_addr: str = "127.0.0.1", module: str = "fedsim.real.worker") -> list[dict[str, Any]]:
+    """Run one `module` process per spec (rank order) and return what rank 0 gathered (every rank's record, in
+    rank order)."""
     with tempfile.TemporaryDirectory(prefix="fedsim-real-") as tmp:
         records_path = Path(tmp) / "records.json"
         env = {**os.environ, "MASTER_ADDR": master_addr, "MASTER_PORT": str(master_port),
@@ -47,7 +48,7 @@ def launch(specs: list[dict[str, Any]], *, master_port: int, timeout_s: float, t
                 log = Path(tmp) / f"rank{spec['rank']}.log"
                 logs.append(log)
                 with log.open("wb") as out:
-                    proc = subprocess.Popen([sys.executable, "-m", "fedsim.real.worker"], stdin=subprocess.PIPE,
+                    proc = subprocess.Popen([sys.executable, "-m", module], stdin=subprocess.PIPE,
                                             stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True)
                 procs.append(proc)
                 proc.stdin.write(json.dumps({**spec, "records_path": str(records_path)}).encode())

@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import bisect
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from functools import cache
 from importlib import resources
 from pathlib import Path
-from typing import Annotated, Any, Literal, TypeVar
+from typing import Annotated, Any, Literal, NamedTuple, Protocol, TypeVar
 
-from pydantic import Field, StringConstraints, field_validator
+from pydantic import Field, StringConstraints, field_validator, model_validator
 
 from fedsim.common.errors import UserError
 from fedsim.common.files import load_yaml
@@ -34,6 +34,29 @@ def mbps(value: float) -> float:
 def ms(value: float) -> float:
     """Milliseconds -> seconds."""
     return value / 1e3
+
+
+class CostLike(Protocol):
+    """What a device reads from a block's or a decode step's cost (fedsim.fedattn.costs.LayerCost)."""
+
+    flops_pre: float
+    flops_post: float
+    flops_post_own: float
+    bytes_pre: float
+    bytes_post: float
+    n_queries: int
+    attended_pairs: int
+    own_pairs: int
+    cache_keys: int
+
+
+class BlockTimes(NamedTuple):
+    """Seconds of one block's parts on a device: before the exchange, after it, and the part of `post` over
+    the participant's own keys (what overlap can run while waiting; 0 where the device cannot tell)."""
+
+    pre: float
+    post: float
+    post_own: float
 
 
 class DeviceProfile(Section):
@@ -59,6 +82,81 @@ class DeviceProfile(Section):
         """
         return max(flops / (self.peak_flops * self.efficiency), bytes_moved / self.mem_bandwidth)
 
+    def block_times(self, cost: CostLike) -> BlockTimes:
+        own_flops = min(cost.flops_post_own, cost.flops_post)
+        own_bytes = cost.bytes_post * own_flops / cost.flops_post if own_flops > 0 else 0.0
+        return BlockTimes(self.compute_time(cost.flops_pre, cost.bytes_pre),
+                          self.compute_time(cost.flops_post, cost.bytes_post), self.compute_time(own_flops, own_bytes))
+
+    def decode_time(self, cost: CostLike) -> float:
+        return self.compute_time(cost.flops_pre + cost.flops_post, cost.bytes_pre + cost.bytes_post)
+
+
+def _interp(xs: list[float], ys: list[float], x: float) -> float:
+    """Piecewise-linear in x through the measured points, extended along the first and last segments."""
+    if len(xs) == 1:
+        return ys[0] * (x / xs[0] if xs[0] > 0 else 1.0)
+    i = min(max(bisect.bisect_right(xs, x) - 1, 0), len(xs) - 2)
+    return ys[i] + (ys[i + 1] - ys[i]) * (x - xs[i]) / (xs[i + 1] - xs[i])
+
+
+Seconds = Annotated[float, Field(gt=0, allow_inf_nan=False)]
+
+
+class MeasuredDevice(Section):
+    """A device timed by tables measured on it (`fedsim calibrate`) rather than by a roofline: a block's part
+    before the exchange by its queries, the part after it by its queries and the keys before its own chunk
+    (0 at a local block, its offset at a sync block), a decode step by the K/V entries it attends. Tables are
+    interpolated piecewise linearly. They hold for one model at one thread count with `processes`
+    participants computing at once, and say nothing about the overlappable part (post_own is 0)."""
+
+    kind: Literal["measured"] = "measured"
+    name: Text = Field(description="the profile's name")
+    description: Text = Field(description="what machine and setting this is")
+    source: Text = Field(description="how, where and when it was measured")
+    note: str = ""
+    model: Text = Field(description="the model the tables were measured with")
+    threads: int = Field(ge=1, description="torch threads per participant process")
+    processes: int = Field(ge=1, description="participant processes computing at once while measuring blocks")
+    msg_overhead_s: float = Field(0.0, ge=0, allow_inf_nan=False, description="software seconds per message")
+    mem_bytes: float = Field(gt=0, description="memory of the machine in bytes")
+    queries: list[int] = Field(min_length=1, description="the query counts measured, increasing")
+    keys_before: list[int] = Field(min_length=1, description="the keys-before counts measured, increasing from 0")
+    pre_s: list[Seconds] = Field(description="seconds of a block's pre part, one per query count")
+    post_s: list[list[Seconds]] = Field(description="seconds of a block's post part, [queries][keys_before]")
+    decode_keys: list[int] = Field(min_length=1, description="K/V entries a decode step attends (all blocks)")
+    decode_s: list[Seconds] = Field(description="seconds of one decode step, one per decode_keys")
+    lm_head_s: Seconds = Field(description="seconds of the LM head on one position (the first token)")
+
+    @model_validator(mode="after")
+    def _shapes(self) -> MeasuredDevice:
+        for grid in ("queries", "keys_before", "decode_keys"):
+            values = getattr(self, grid)
+            if any(b <= a for a, b in zip(values, values[1:], strict=False)) or values[0] < 0:
+                raise ValueError(f"{grid} must increase from a value >= 0")
+        if len(self.pre_s) != len(self.queries) or len(self.post_s) != len(self.queries) or \
+                any(len(row) != len(self.keys_before) for row in self.post_s) or \
+                len(self.decode_s) != len(self.decode_keys):
+            raise ValueError("pre_s, post_s and decode_s must match the grids they are measured on")
+        return self
+
+    def _post(self, n_queries: float, keys_before: float) -> float:
+        per_query = [_interp(self.queries, [row[j] for row in self.post_s], n_queries)
+                     for j in range(len(self.keys_before))]
+        return _interp(self.keys_before, per_query, keys_before)
+
+    def block_times(self, cost: CostLike) -> BlockTimes:
+        if cost.n_queries == 0:
+            return BlockTimes(0.0, 0.0, 0.0)
+        before = (cost.attended_pairs - cost.own_pairs) / cost.n_queries
+        return BlockTimes(_interp(self.queries, self.pre_s, cost.n_queries), self._post(cost.n_queries, before), 0.0)
+
+    def decode_time(self, cost: CostLike) -> float:
+        return self.lm_head_s if cost.cache_keys == 0 else _interp(self.decode_keys, self.decode_s, cost.cache_keys)
+
+
+Device = DeviceProfile | MeasuredDevice
+
 
 class LinkProfile(Section):
     """One network link technology, in SI units (bytes/s, seconds)."""
@@ -72,6 +170,9 @@ class LinkProfile(Section):
     jitter_s: float = Field(ge=0, allow_inf_nan=False,
                             description="the standard deviation of latency_s in s, a finite number >= 0")
     shared_medium: bool = Field(description="true for one half-duplex channel shared by every device (Wi-Fi)")
+    direct: bool = Field(False, description="true if devices reach each other without an access point or switch "
+                         "(ad-hoc radio, a shared bus, a shaped loopback): a device-to-device transfer crosses "
+                         "the medium once, on the sender's uplink")
     source: Text = Field(description="a citation: URL + the numbers read there")
     note: str = Field("", description="derivations and estimates behind the numbers")
     rate_trace: tuple[tuple[float, float], ...] = Field(
@@ -110,6 +211,7 @@ class _LinkEntry(Section):
     latency_ms: float = Field(ge=0, allow_inf_nan=False, description="one-way latency in ms, a finite number >= 0")
     jitter_ms: float = Field(ge=0, allow_inf_nan=False, description="latency jitter (std) in ms, a finite number >= 0")
     shared_medium: bool = Field(description="true for one half-duplex channel shared by every device (Wi-Fi)")
+    direct: bool = Field(False, description="true if devices reach each other without an access point")
     source: Text = Field(description="a citation: URL + the numbers read there")
     note: str = ""
     rate_trace: list[Any] = Field(default_factory=list, description="a list of [time_s, factor] pairs")
@@ -118,10 +220,11 @@ class _LinkEntry(Section):
         return LinkProfile(
             name=name, description=self.description, uplink_Bps=mbps(self.uplink_mbps),
             downlink_Bps=mbps(self.downlink_mbps), latency_s=ms(self.latency_ms), jitter_s=ms(self.jitter_ms),
-            shared_medium=self.shared_medium, source=self.source, note=self.note, rate_trace=self.rate_trace)
+            shared_medium=self.shared_medium, direct=self.direct, source=self.source, note=self.note,
+            rate_trace=self.rate_trace)
 
 
-Profile = TypeVar("Profile", DeviceProfile, LinkProfile)
+Profile = TypeVar("Profile", DeviceProfile, MeasuredDevice, LinkProfile)
 
 
 def with_overrides(profile: Profile, **fields: Any) -> Profile:
@@ -163,9 +266,13 @@ def _read_table(path: Path | Any, kind: str) -> dict[str, dict[str, Any]]:
     return data
 
 
-def _devices_from(path: Path | Any) -> dict[str, DeviceProfile]:
-    table = _read_table(path, "device")
-    return {n: validate(DeviceProfile, {"name": n, **e}, str(path), [n]) for n, e in table.items()}
+def _device(name: str, entry: dict[str, Any], source: str) -> Device:
+    model = MeasuredDevice if entry.get("kind") == "measured" else DeviceProfile
+    return validate(model, {"name": name, **entry}, source, [name])
+
+
+def _devices_from(path: Path | Any) -> dict[str, Device]:
+    return {n: _device(n, e, str(path)) for n, e in _read_table(path, "device").items()}
 
 
 def _links_from(path: Path | Any) -> dict[str, LinkProfile]:
@@ -186,7 +293,7 @@ def _packaged_links() -> dict[str, LinkProfile]:
     return _links_from(_packaged("links.yaml"))
 
 
-def load_devices(path: Path | None = None) -> dict[str, DeviceProfile]:
+def load_devices(path: Path | None = None) -> dict[str, Device]:
     """Device profiles by name from `path`, or the shipped library (parsed once per process)."""
     return dict(_packaged_devices()) if path is None else _devices_from(Path(path))
 
@@ -196,6 +303,38 @@ def load_links(path: Path | None = None) -> dict[str, LinkProfile]:
     return dict(_packaged_links()) if path is None else _links_from(Path(path))
 
 
+def load_library(extra: Sequence[str | Path] = ()) -> tuple[dict[str, Device], dict[str, LinkProfile]]:
+    """The shipped devices and links plus those of `extra` profile files (each a YAML mapping with `devices:`
+    and/or `links:` tables, as `fedsim calibrate` writes them; a later entry replaces one of the same name)."""
+    devices, links = load_devices(), load_links()
+    for path in extra:
+        source = str(path)
+        try:
+            data = load_yaml(Path(path).read_text(encoding="utf-8"))
+        except OSError as exc:
+            raise UserError("profiles", f"cannot read {source}: {exc.strerror}", "give a profile file's path") \
+                from None
+        except Exception as exc:  # a YAML syntax error: its first line says where
+            raise UserError("", f"invalid YAML: {str(exc).splitlines()[0]}", "check the file's syntax", source) \
+                from None
+        if not isinstance(data, dict) or not set(data) <= {"devices", "links"} or not data:
+            raise UserError("", "a profile file is a mapping with `devices:` and/or `links:` tables",
+                            "see `fedsim calibrate --help`", source)
+        for name, entry in _entries(data.get("devices"), "device", source).items():
+            devices[name] = _device(name, entry, source)
+        for name, entry in _entries(data.get("links"), "link", source).items():
+            links[name] = validate(_LinkEntry, entry, source, [name]).profile(name)
+    return devices, links
+
+
+def _entries(table: Any, kind: str, source: str) -> dict[str, dict[str, Any]]:
+    if table is None:
+        return {}
+    if not isinstance(table, dict) or not all(isinstance(k, str) and isinstance(v, dict) for k, v in table.items()):
+        raise UserError(f"{kind}s", f"must map {kind} names to tables of fields", "", source)
+    return table
+
+
 def _lookup(kind: str, name: str, table: Mapping[str, Profile]) -> Profile:
     if name in table:
         return table[name]
@@ -203,7 +342,7 @@ def _lookup(kind: str, name: str, table: Mapping[str, Profile]) -> Profile:
                     suggest(str(name), list(table), f"known {kind}s (see `fedsim profiles`)"))
 
 
-def get_device(name: str, devices: Mapping[str, DeviceProfile] | None = None) -> DeviceProfile:
+def get_device(name: str, devices: Mapping[str, Device] | None = None) -> Device:
     """The device profile called `name` (from `devices`, default the shipped library)."""
     return _lookup("device", name, load_devices() if devices is None else devices)
 
