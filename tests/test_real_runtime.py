@@ -56,6 +56,8 @@ def test_real_run_equals_the_simulator(n, topology, schedule):
     assert responder["generated"] == generate(batched, [setup.responder], 6, lm.tokenizer.eos_ids)[0]
     assert real.participants.bytes_sent.tolist() == sim.participants.bytes_sent.tolist()
     assert real.participants.exposed_layers.tolist() == sim.participants.exposed_layers.tolist()
+    assert real.participants.flops_prefill.tolist() == pytest.approx(sim.participants.flops_prefill.tolist())
+    assert real.participants.flops_decode.tolist() == pytest.approx(sim.participants.flops_decode.tolist())
     assert (real.participants.prefill_s > 0).all() and real.summary["ttft_s"] > real.summary["prefill_s"]
 
 

@@ -19,7 +19,7 @@ import pandas as pd
 from fedsim.experiment.quality import Reference
 from fedsim.experiment.records import QUALITY_METRICS, summarize
 from fedsim.experiment.setup import RunSetup
-from fedsim.fedattn.costs import layer_cost, model_weight_bytes
+from fedsim.fedattn.costs import decode_step_cost, kv_bytes_per_token, layer_cost, lm_head_flops, model_weight_bytes
 from fedsim.fedattn.metrics import token_overlap
 from fedsim.sim.trace import TraceEvent, chrome_trace
 from fedsim.workloads.registry import score
@@ -38,6 +38,14 @@ def dense_counts(setup: RunSetup, layer: int, p: int) -> tuple[int, int, int, in
         pub = part.publisher
         return n, own, own, n + (0 if p == pub else sizes[pub]), n if p == pub else 0
     return n, own, own, n, 0
+
+
+def decode_flops(cfg: Any, costs: list[Any], full_passes: int, prec: Any) -> float:
+    """The responder's decode FLOPs as the simulator counts them: the LM head for the first token, then each
+    full pass over the prompt keys it holds plus the tokens generated so far."""
+    held = sum(c.kv_cache_bytes for c in costs) / kv_bytes_per_token(cfg, prec)
+    return lm_head_flops(cfg) + sum(decode_step_cost(cfg, int(held) + cfg.n_layers * (g + 1), prec).flops
+                                    for g in range(full_passes))
 
 
 def own_sent(block: dict[str, Any], cost: Any) -> bool:
@@ -75,7 +83,8 @@ def real_tables(setup: RunSetup, records: list[dict[str, Any]], ref: Reference, 
             "prefill_compute_s": compute, "prefill_wait_s": wait, "prefill_comm_s": wait,
             "decode_s_per_token": sum(tokens) / len(tokens) if tokens else math.nan,
             "bytes_sent": float(rec["bytes_sent"]), "bytes_received": float(rec["bytes_received"]),
-            "flops_prefill": sum(c.flops for c in costs), "flops_decode": math.nan,
+            "flops_prefill": sum(c.flops for c in costs),
+            "flops_decode": decode_flops(cfg, costs, len(tokens), prec) if responder else 0.0,
             "kv_cache_bytes": kv, "peak_mem_bytes": weights + kv + max(c.peak_act_bytes for c in costs),
             # blocks where its own K/V left the device (forwarding others' K/V on a ring exposes nothing of its own)
             "exposed_layers": ",".join(str(b["layer"]) for b, c in zip(blocks, costs, strict=True) if own_sent(b, c)),
