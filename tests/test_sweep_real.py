@@ -3,7 +3,8 @@
 import pandas as pd
 
 from fedsim.experiment.config import validate_scenario
-from fedsim.experiment.sweep import run_sweep, worker_context
+from fedsim.experiment.sweep import run_sweep
+from fedsim.experiment.worker import worker_context
 
 SCENARIO = {
     "name": "grid", "model": {"name": "tiny-random"}, "task": {"kind": "retrieval"},
