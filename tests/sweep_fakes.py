@@ -74,10 +74,21 @@ def subprocess_env() -> dict[str, str]:
     return {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), str(REPO / "tests")])}
 
 
-if __name__ == "__main__":  # python sweep_fakes.py OUT LOG SLEEP_S SEEDS BACKEND WORKERS: one sweep, its row count
+def main(argv: list[str]) -> None:
+    """OUT LOG SLEEP_S SEEDS BACKEND WORKERS [GO]: one sweep over seeds 0..SEEDS-1 with the fake run; prints
+    its row count, runs computed and runs skipped. With GO, it first writes GO.<pid>.ready and waits for GO,
+    so that tests can start two sweeps at the same moment."""
     from fedsim.experiment.sweep import run_sweep
 
-    out, log, sleep_s, seeds, backend, workers = sys.argv[1:7]
+    out, log, sleep_s, seeds, backend, workers, *go = argv
+    if go:
+        Path(f"{go[0]}.{os.getpid()}.ready").touch()
+        while not Path(go[0]).exists():
+            time.sleep(0.01)
     runs = run_sweep(scenario(), {"seed": list(range(int(seeds)))}, out, workers=int(workers), backend=backend,
                      run_fn=FakeRun(Path(log), sleep_s=float(sleep_s)), progress=False)
     print(len(runs), runs.attrs["ran"], runs.attrs["skipped"])
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

@@ -77,7 +77,7 @@ def test_plot_results_picks_plots_for_the_swept_axes_and_measured_metrics(tmp_pa
                 & (runs["schedule.placement"] == "uniform") & (runs["schedule.r_comp"] == 1.0)]
     folder = ResultsFolder(tmp_path)
     for row in runs.to_dict("records"):
-        participants = frame_table(pd.DataFrame({"run_id": [row["run_id"]], "participant": [0]}))
+        participants = frame_table(pd.DataFrame({"participant": [0]}), row["run_id"])
         folder.finish_run(row["run_id"], {"runs": row_table(row, {}), "participants": participants}, None)
     names = sorted(p.name for p in plot_results(tmp_path))
     # only H varies: H plot + Pareto, for task_correct only (kl_mean was never measured)

@@ -124,8 +124,9 @@ class ResultsFolder:
             self.table_file(name, run_id).unlink(missing_ok=True)
 
     # Reading.
-    def read_run(self, run_id: str) -> RunTables:
-        """A finished run's tables, checked: each file parses and its rows carry this run's id."""
+    def read_run(self, run_id: str, whole: bool = True) -> RunTables:
+        """A finished run's tables, checked: each file parses and its rows carry this run's id. With `whole`
+        false only the runs row is returned, and of the other tables just their run_id column is checked."""
         try:
             listed = json.loads((self.run_dir(run_id) / DONE).read_bytes())["tables"]
             if not set(_REQUIRED) <= set(listed) <= set(RUN_TABLES):
@@ -134,25 +135,27 @@ class ResultsFolder:
             raise BrokenRun("its DONE marker does not list its tables (written by an older fedsim?)") from None
         tables = {}
         for name in listed:
+            columns = None if whole or name == "runs" else ["run_id"]
             try:
                 with pq.ParquetFile(self.table_file(name, run_id)) as file:
-                    table = file.read()
+                    table = file.read(columns=columns)
             except Exception as err:  # missing, truncated or garbled: any failure means "cannot be read"
                 raise BrokenRun(f"{name}: {' '.join(str(err).split())[:200]}") from None
             if not _all_rows_are(table, run_id):
                 raise BrokenRun(f"{name}: its rows do not all carry run_id {run_id}")
-            tables[name] = table
+            if columns is None:
+                tables[name] = table
         if tables["runs"].num_rows != 1:
             raise BrokenRun(f"runs: {tables['runs'].num_rows} rows instead of one")
         return tables
 
-    def read_runs(self, run_ids: Iterable[str], locked: bool = False) -> dict[str, RunTables]:
-        """The readable ones of these finished runs; the others are set aside with one warning line
-        (`locked`: the caller holds their locks; else a run that another sweep holds is left alone)."""
+    def read_runs(self, run_ids: Iterable[str], whole: bool = True, locked: bool = False) -> dict[str, RunTables]:
+        """The readable ones of these finished runs (`whole`: as in read_run); the others are set aside with
+        one warning line (`locked`: the caller holds their locks; else a run another sweep holds is left alone)."""
         found, broken = {}, {}
         for run_id in run_ids:
             try:
-                found[run_id] = self.read_run(run_id)
+                found[run_id] = self.read_run(run_id, whole)
             except BrokenRun as err:
                 broken[run_id] = str(err)
         moved = [run_id for run_id, why in broken.items() if self._set_aside(run_id, why, locked)]

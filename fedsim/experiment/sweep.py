@@ -93,7 +93,7 @@ def run_sweep(
     identities = [run_identity(p.resolved()) for p in points]
     ids = [run_key(p.resolved(), identity) for p, identity in zip(points, identities, strict=True)]
     folder.tidy()
-    found = folder.read_runs([i for i in ids if folder.is_finished(i)])
+    found = folder.read_runs([i for i in ids if folder.is_finished(i)], whole=False)
     jobs = [Job(i, p, setup, folder.root, identity)
             for i, p, setup, identity in zip(ids, points, setups, identities, strict=True) if i not in found]
     skipped, ran = len(found), 0
@@ -102,7 +102,7 @@ def run_sweep(
         bar = tqdm(total=len(jobs), desc=f"{scenario.name} ({skipped} already done)", unit="run",
                    disable=not progress)
         try:
-            with bar, open_backend(backend, workers, scheduler) as (executor, slots):
+            with open_backend(backend, workers, scheduler) as (executor, slots), bar:
                 for run_id, tables, computed in _dispatch(folder, executor, slots, jobs, run_fn, held):
                     found[run_id] = tables
                     ran, skipped = ran + computed, skipped + (not computed)
@@ -130,7 +130,7 @@ def _dispatch(folder: ResultsFolder, executor: Executor, slots: int, jobs: list[
             if (lock := folder.try_lock(job.run_id)) is None:
                 todo.append(job)
                 continue
-            if folder.is_finished(job.run_id) and (done := folder.read_runs([job.run_id], locked=True)):
+            if folder.is_finished(job.run_id) and (done := folder.read_runs([job.run_id], False, locked=True)):
                 lock.release()
                 yield job.run_id, done[job.run_id], False
                 continue
@@ -146,16 +146,13 @@ def _dispatch(folder: ResultsFolder, executor: Executor, slots: int, jobs: list[
         finished, _ = wait(running, timeout=_POLL_S if todo else None, return_when=FIRST_COMPLETED)
         for future in finished:
             run_id = running.pop(future)
-            future.result()  # a run's error stops the sweep; finished runs stay finished
+            row = future.result()  # a run's error stops the sweep; finished runs stay finished
             held.pop(run_id).release()
-            yield run_id, _read_back(folder, run_id), True
-
-
-def _read_back(folder: ResultsFolder, run_id: str) -> RunTables:
-    if not folder.is_finished(run_id):
-        raise UserError("--backend", f"run {run_id} finished on a worker but {folder.run_dir(run_id)} has no "
-                        "DONE here", "run folders must be on a filesystem that every worker shares, at the same path")
-    return folder.read_run(run_id)
+            if not folder.is_finished(run_id):
+                raise UserError("--backend", f"run {run_id} finished on a worker but {folder.run_dir(run_id)} has "
+                                "no DONE here", "run folders must be on a filesystem that every worker shares, at "
+                                "the same path")
+            yield run_id, {"runs": row}, True
 
 
 def prepare_points(points: Sequence[Scenario]) -> list[Any]:

@@ -87,25 +87,32 @@ def config_values(resolved: Mapping[str, Any]) -> dict[str, Any]:
 
 def row_table(row: Mapping[str, Any], known: Mapping[str, pa.DataType]) -> pa.Table:
     """One row as a table: columns in `known` get that type, the others the type of their value."""
-    arrays = {column: _array([value], known.get(column) or _common_type([value])) for column, value in row.items()}
-    return pa.table(arrays)
+    schema = pa.schema([(column, known.get(column) or _common_type([value])) for column, value in row.items()])
+    return pa.Table.from_pylist([{f.name: _plain(row[f.name], f.type) for f in schema}], schema=schema)
 
 
-def frame_table(frame: pd.DataFrame) -> pa.Table:
-    """A run's per-participant or per-layer DataFrame as a typed table (the rules in the module docstring)."""
-    arrays = {}
-    for column in frame.columns:
-        series = frame[column]
-        if pd.api.types.is_bool_dtype(series.dtype):
-            kind = pa.bool_()
-        elif pd.api.types.is_integer_dtype(series.dtype):
-            kind = pa.int64()
-        elif pd.api.types.is_float_dtype(series.dtype):
-            kind = pa.float64()
-        else:
-            kind = _common_type(series.tolist())
-        arrays[str(column)] = _array(series.tolist(), kind)
-    return pa.table(arrays) if arrays else pa.table({"run_id": pa.array([], pa.string())})
+def frame_table(frame: pd.DataFrame, run_id: str) -> pa.Table:
+    """A run's per-participant or per-layer rows as a typed table, led by a `run_id` column (the rules in the
+    module docstring; a `run_id` the frame has is replaced)."""
+    cells = frame.to_numpy(dtype=object)  # Python values, one array for all columns: much faster than per column
+    fields, data = [pa.field("run_id", pa.string())], {"run_id": [run_id] * len(frame)}
+    for j, (column, dtype) in enumerate(frame.dtypes.items()):
+        if column == "run_id":
+            continue
+        values = cells[:, j].tolist()
+        fields.append(pa.field(str(column), _column_type(dtype, values)))
+        data[str(column)] = [_plain(v, fields[-1].type) for v in values]
+    return pa.Table.from_pydict(data, pa.schema(fields))
+
+
+def _column_type(dtype: Any, values: list[Any]) -> pa.DataType:
+    if pd.api.types.is_bool_dtype(dtype):
+        return pa.bool_()
+    if pd.api.types.is_integer_dtype(dtype):
+        return pa.int64()
+    if pd.api.types.is_float_dtype(dtype):
+        return pa.float64()
+    return _common_type(values)
 
 
 def _value_type(value: Any) -> pa.DataType | None:
@@ -136,10 +143,6 @@ def _missing(value: Any) -> bool:
     if value is None or value is pd.NA:
         return True
     return isinstance(value, (float, np.floating)) and math.isnan(value)
-
-
-def _array(values: list[Any], kind: pa.DataType) -> pa.Array:
-    return pa.array([_plain(v, kind) for v in values], type=kind, from_pandas=True)
 
 
 def _plain(value: Any, kind: pa.DataType) -> Any:
@@ -177,7 +180,7 @@ def combine(tables: Sequence[pa.Table]) -> pa.Table:
 def _stringify(table: pa.Table, columns: set[str]) -> pa.Table:
     for name in columns & set(table.column_names):
         index = table.column_names.index(name)
-        text = _array(table.column(name).to_pylist(), pa.string())
+        text = pa.array([_plain(v, pa.string()) for v in table.column(name).to_pylist()], pa.string())
         table = table.set_column(index, name, text)
     return table
 

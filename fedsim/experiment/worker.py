@@ -52,8 +52,9 @@ class Job:
     identity: dict[str, Any]
 
 
-def execute_run(job: Job, run_fn: RunFn | None) -> None:
-    """One run into its folder, DONE last; module-level so process pools and Dask can ship it."""
+def execute_run(job: Job, run_fn: RunFn | None) -> pa.Table:
+    """One run into its folder, DONE last; returns its runs-table row. Module-level so that process pools
+    and Dask can ship it."""
     folder = ResultsFolder(job.root)
     if not folder.root.is_dir():
         raise UserError("--out", f"{folder.root} does not exist on worker {socket.gethostname()}",
@@ -63,7 +64,9 @@ def execute_run(job: Job, run_fn: RunFn | None) -> None:
     with _ONE_RUN:
         folder.start_run(job.run_id, resolved, job.identity)
         records = (run_fn or _run_in_worker)(job.scenario, job.setup)
-        folder.finish_run(job.run_id, run_tables(job.run_id, resolved, records), records.trace)
+        tables = run_tables(job.run_id, resolved, records)
+        folder.finish_run(job.run_id, tables, records.trace)
+    return tables["runs"]
 
 
 def run_tables(run_id: str, resolved: Mapping[str, Any], records: RunRecordsLike) -> dict[str, pa.Table]:
@@ -74,9 +77,7 @@ def run_tables(run_id: str, resolved: Mapping[str, Any], records: RunRecordsLike
     tables = {"runs": row_table({"run_id": run_id, **config_values(resolved), **measured}, config_types())}
     for name, frame in (("participants", records.participants), ("layers", getattr(records, "layers", None))):
         if frame is not None:
-            frame = frame.drop(columns="run_id", errors="ignore")  # the run key is the run's id
-            frame.insert(0, "run_id", run_id)
-            tables[name] = frame_table(frame)
+            tables[name] = frame_table(frame, run_id)  # the run key is the run's id, whatever the frame said
     return tables
 
 
