@@ -116,3 +116,17 @@ def test_kill_9_in_the_middle_of_a_sweep_then_resume_redoes_loses_and_corrupts_n
     assert table_bytes(root) == clean_tables(tmp_path, n)  # nothing corrupt
     for table in ("runs", "participants"):  # no half-written or orphan file left behind
         assert sorted(os.listdir(root / f"{table}.parquet")) == sorted(f"{r}.parquet" for r in runs.run_id)
+
+
+def test_a_folder_of_the_older_layout_is_set_aside_and_computed_again(tmp_path: Path, capsys) -> None:
+    root = tmp_path / "demo"
+    (root / "runs" / "0123456789ab").mkdir(parents=True)
+    (root / "runs" / "0123456789ab" / "DONE").write_bytes(b"")  # fedsim 0.1: an empty marker, tables beside it
+    pq.write_table(pa.table({"run_id": ["0123456789ab"]}), root / "runs.parquet")  # and one whole-table file
+    runs = run_sweep(scenario(), seeds(2), tmp_path, backend="serial", run_fn=FakeRun(tmp_path / "log"),
+                     progress=False)
+    assert runs.attrs == {"skipped": 0, "ran": 2}
+    assert len(read_results(root)[0]) == 2  # the reader sets the old run aside (the sweep left it alone)
+    assert sorted(p.name for p in (root / "runs" / ".broken").iterdir()) == ["0123456789ab", "runs.parquet"]
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 2 and all(line.startswith("warning: ") for line in err)

@@ -55,8 +55,8 @@ def check_backend(name: str, scheduler: str | None) -> None:
 
 @contextmanager
 def open_backend(name: str, workers: int | None, scheduler: str | None = None) -> Iterator[tuple[Executor, int]]:
-    """(executor, slots): submit at most `slots` runs at a time. On exit no queued run starts; running
-    ones are waited for (pool) or left to finish on their workers (Dask cannot stop a running task)."""
+    """(executor, slots): submit at most `slots` runs at a time. On exit, runs already running are waited for
+    (neither a process pool nor Dask can stop one midway), so their locks are held until they end."""
     if name == "serial":
         yield InlineExecutor(), 1
     elif name == "process":
@@ -73,7 +73,7 @@ def open_backend(name: str, workers: int | None, scheduler: str | None = None) -
             try:
                 yield executor, min(slots, workers) if workers and scheduler else slots
             finally:
-                executor.shutdown(wait=False)
+                executor.shutdown(wait=True)
 
 
 @contextmanager

@@ -20,7 +20,7 @@ import math
 import os
 import shutil
 import sys
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -124,18 +124,18 @@ class ResultsFolder:
             self.table_file(name, run_id).unlink(missing_ok=True)
 
     # Reading.
-    def read_run(self, run_id: str, whole: bool = True) -> RunTables:
-        """A finished run's tables, checked: each file parses and its rows carry this run's id. With `whole`
-        false only the runs row is returned, and of the other tables just their run_id column is checked."""
+    def read_run(self, run_id: str, tables: Collection[str] = RUN_TABLES) -> RunTables:
+        """A finished run's `tables`, checked: each file parses and its rows carry this run's id (of the
+        tables not asked for, only the run_id column is read)."""
         try:
             listed = json.loads((self.run_dir(run_id) / DONE).read_bytes())["tables"]
             if not set(_REQUIRED) <= set(listed) <= set(RUN_TABLES):
                 raise ValueError(listed)
         except (OSError, ValueError, KeyError, TypeError):
             raise BrokenRun("its DONE marker does not list its tables (written by an older fedsim?)") from None
-        tables = {}
+        found = {}
         for name in listed:
-            columns = None if whole or name == "runs" else ["run_id"]
+            columns = None if name in tables or name == "runs" else ["run_id"]
             try:
                 with pq.ParquetFile(self.table_file(name, run_id)) as file:
                     table = file.read(columns=columns)
@@ -144,18 +144,19 @@ class ResultsFolder:
             if not _all_rows_are(table, run_id):
                 raise BrokenRun(f"{name}: its rows do not all carry run_id {run_id}")
             if columns is None:
-                tables[name] = table
-        if tables["runs"].num_rows != 1:
-            raise BrokenRun(f"runs: {tables['runs'].num_rows} rows instead of one")
-        return tables
+                found[name] = table
+        if found["runs"].num_rows != 1:
+            raise BrokenRun(f"runs: {found['runs'].num_rows} rows instead of one")
+        return found
 
-    def read_runs(self, run_ids: Iterable[str], whole: bool = True, locked: bool = False) -> dict[str, RunTables]:
-        """The readable ones of these finished runs (`whole`: as in read_run); the others are set aside with
-        one warning line (`locked`: the caller holds their locks; else a run another sweep holds is left alone)."""
+    def read_runs(self, run_ids: Iterable[str], tables: Collection[str] = RUN_TABLES,
+                  locked: bool = False) -> dict[str, RunTables]:
+        """The readable ones of these finished runs (`tables` as in read_run); the others are set aside with one
+        warning line (`locked`: the caller holds their locks; else a run that another sweep holds is left alone)."""
         found, broken = {}, {}
         for run_id in run_ids:
             try:
-                found[run_id] = self.read_run(run_id, whole)
+                found[run_id] = self.read_run(run_id, tables)
             except BrokenRun as err:
                 broken[run_id] = str(err)
         moved = [run_id for run_id, why in broken.items() if self._set_aside(run_id, why, locked)]
@@ -189,12 +190,15 @@ class ResultsFolder:
                 lock.release()
 
     def tidy(self) -> None:
-        """Before a sweep: drop whole-table files of the older layout and the table files of runs that never
-        finished (a killed sweep's), so `pd.read_parquet` on a table folder sees finished runs only."""
+        """Before a sweep: set aside whole-table files of fedsim 0.1 (their runs are set aside when read) and
+        drop the table files of runs that never finished (a killed sweep's), so that `pd.read_parquet` on a
+        table folder sees finished runs only."""
         for name in RUN_TABLES:
             folder = self.root / f"{name}.parquet"
-            if folder.is_file() or folder.is_symlink():
-                folder.unlink()
+            if folder.is_file() and not folder.is_symlink():
+                (self.root / "runs" / ".broken").mkdir(parents=True, exist_ok=True)
+                os.replace(folder, self.root / "runs" / ".broken" / folder.name)
+                warn(f"{folder}: a whole table written by an older fedsim, moved to runs/.broken/")
             elif folder.is_dir():
                 for entry in os.scandir(folder):
                     run_id = entry.name.lstrip(".").split(".")[0]
@@ -229,7 +233,7 @@ def read_results(path: str | Path) -> tuple[pd.DataFrame, pd.DataFrame]:
     folder = ResultsFolder(path)
     if not folder.root.is_dir():
         raise UserError("", "no such results directory", "give results/<scenario name>", str(path))
-    found = folder.read_runs(folder.finished())
+    found = folder.read_runs(folder.finished(), ("runs", "participants"))
     if not found:
         raise UserError("", "no finished runs", f"expected {Path(path)}/runs/<run id>/DONE", str(path))
     runs, tables = build_tables(found)

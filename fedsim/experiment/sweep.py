@@ -93,7 +93,7 @@ def run_sweep(
     identities = [run_identity(p.resolved()) for p in points]
     ids = [run_key(p.resolved(), identity) for p, identity in zip(points, identities, strict=True)]
     folder.tidy()
-    found = folder.read_runs([i for i in ids if folder.is_finished(i)], whole=False)
+    found = folder.read_runs([i for i in ids if folder.is_finished(i)], ("runs",))
     jobs = [Job(i, p, setup, folder.root, identity)
             for i, p, setup, identity in zip(ids, points, setups, identities, strict=True) if i not in found]
     skipped, ran = len(found), 0
@@ -130,7 +130,7 @@ def _dispatch(folder: ResultsFolder, executor: Executor, slots: int, jobs: list[
             if (lock := folder.try_lock(job.run_id)) is None:
                 todo.append(job)
                 continue
-            if folder.is_finished(job.run_id) and (done := folder.read_runs([job.run_id], False, locked=True)):
+            if folder.is_finished(job.run_id) and (done := folder.read_runs([job.run_id], ("runs",), locked=True)):
                 lock.release()
                 yield job.run_id, done[job.run_id], False
                 continue
