@@ -147,7 +147,7 @@ def engine_numbers(rec: RunRecords, n_layers: int, kinds: list[str]) -> dict[str
     hops = [e for e in ev if e["cat"] == "transfer" and e["name"].startswith("L0 ")]
     out["uplink_hop"] = max(e["dur"] for e in hops if e["pid"] < n) / 1e6  # sender -> hub
     out["downlink_hop"] = max(e["dur"] for e in hops if e["pid"] == n) / 1e6  # hub -> each receiver
-    out["kv_bytes"] = [b / len(x.split(",")) for b, x in zip(parts.exposed_bytes, parts.exposed_layers, strict=True)]
+    out["kv_bytes"] = [b / len(x) for b, x in zip(parts.exposed_bytes, parts.exposed_layers, strict=True)]
     resp = parts[parts.responder]
     out["prefill"] = parts.prefill_s.tolist()
     out["ttft"] = float(resp.ttft_s.iloc[0])

@@ -16,8 +16,9 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from fedsim.common.errors import UserError
+from fedsim.experiment.backends import BACKENDS
 from fedsim.experiment.scenario_file import load_scenario
-from fedsim.experiment.sweep import BACKENDS, expand_grid, parse_set, prepare_points, results_root, run_sweep
+from fedsim.experiment.sweep import expand_grid, parse_set, prepare_points, results_root, run_sweep
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -37,7 +38,7 @@ def _run(args: argparse.Namespace) -> int:
     scenario = load_scenario(args.scenario)
     axes = dict(parse_set(a) for a in args.set)
     runs = run_sweep(scenario, axes, out_dir=args.out, workers=args.workers, backend=args.backend,
-                     progress=not args.no_progress)
+                     progress=not args.no_progress, scheduler=args.scheduler)
     root = results_root(scenario, args.out)
     print(f"{runs.attrs['ran']} run(s) done, {runs.attrs['skipped']} already finished (skipped): "
           f"{root / 'runs.parquet'}, {root / 'participants.parquet'}")
@@ -128,9 +129,12 @@ def _parser() -> argparse.ArgumentParser:
     for sub in (run, sweep):
         sub.add_argument("scenario", help="scenario YAML file")
         sub.add_argument("--out", metavar="DIR", help="write to DIR/<scenario name>/ (default: output_dir)")
-        sub.add_argument("--workers", type=_positive_int, help="parallel runs (default: min(2, CPUs))")
+        sub.add_argument("--workers", type=_positive_int, help="parallel runs (default: CPU cores, or the cluster's)")
         sub.add_argument("--backend", choices=BACKENDS, default="process",
-                         help="process: local processes (default); serial: in this process; ray: Ray cluster")
+                         help="process: local processes (default); dask: a Dask cluster; serial: in this process")
+        sub.add_argument("--scheduler", metavar="ADDRESS",
+                         help="Dask scheduler, e.g. tcp://host:8786 (default: a local cluster); run folders must "
+                              "be on a filesystem all workers share")
         sub.add_argument("--no-progress", action="store_true", help="no progress bar")
         sub.add_argument("--no-plots", action="store_true", help="skip plotting (draw later with `fedsim plot`)")
     run.set_defaults(set=[])

@@ -72,7 +72,7 @@ def participant_rows(setup: RunSetup, sim: SimResult, costs: list[list[LayerCost
             "flops_decode": rec.flops_decode,
             "kv_cache_bytes": kv,
             "peak_mem_bytes": weights_bytes + kv + max(layer[p].peak_act_bytes for layer in costs),
-            "exposed_layers": ",".join(str(x) for x in rec.exposed_layers),
+            "exposed_layers": list(rec.exposed_layers),
             "exposed_bytes": rec.exposed_bytes,
             "dropped": dropped,
         }
