@@ -56,7 +56,8 @@ def test_sweep_writes_run_folders_and_a_table_file_per_run(tmp_path: Path) -> No
         assert sorted(p.stem for p in (root / f"{table}.parquet").iterdir()) == sorted(runs.run_id)
     # the README's way to read a table: the folder is one dataset
     on_disk = pd.read_parquet(root / "runs.parquet").sort_values(["participants.n", "schedule.H"])
-    assert on_disk.reset_index(drop=True).drop(columns="schedule.layers").equals(runs.drop(columns="schedule.layers"))
+    lists = ["schedule.layers", "profiles"]  # list columns: compared below as lists
+    assert on_disk.reset_index(drop=True).drop(columns=lists).equals(runs.drop(columns=lists))
     participants = pd.read_parquet(root / "participants.parquet")
     assert len(participants) == 2 + 2 + 3 + 3 and set(participants.run_id) == set(runs.run_id)
     assert {"run_id", "schedule.H", "participants.n", "task_correct_publisher", "ttft_s"} <= set(runs.columns)

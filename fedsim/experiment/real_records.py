@@ -87,7 +87,7 @@ def real_tables(setup: RunSetup, records: list[dict[str, Any]], ref: Reference, 
             "flops_decode": decode_flops(cfg, costs, len(tokens), prec) if responder else 0.0,
             "kv_cache_bytes": kv, "peak_mem_bytes": weights + kv + max(c.peak_act_bytes for c in costs),
             # blocks where its own K/V left the device (forwarding others' K/V on a ring exposes nothing of its own)
-            "exposed_layers": ",".join(str(b["layer"]) for b, c in zip(blocks, costs, strict=True) if own_sent(b, c)),
+            "exposed_layers": [b["layer"] for b, c in zip(blocks, costs, strict=True) if own_sent(b, c)],
             "exposed_bytes": sum(c.send_bytes for b, c in zip(blocks, costs, strict=True) if own_sent(b, c)),
             "dropped": False,
             "peak_rss_bytes": float(rec["peak_rss_bytes"]),

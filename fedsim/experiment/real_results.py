@@ -8,10 +8,13 @@ from pathlib import Path
 
 import pandas as pd
 
+from fedsim.common.errors import UserError
 from fedsim.experiment.config import Scenario
+from fedsim.experiment.identity import versions
 from fedsim.experiment.real_run import RealOptions, RealRun, run_id, run_real
-from fedsim.experiment.results import FinishedRun, load_finished_runs, run_dir, start_run, write_aggregates, write_run
-from fedsim.experiment.sweep import expand_grid, flatten_config, results_root
+from fedsim.experiment.results import ResultsFolder, read_results
+from fedsim.experiment.sweep import expand_grid, results_root
+from fedsim.experiment.worker import run_tables
 from fedsim.real.netns import enter_private_network, shape_loopback
 
 
@@ -20,34 +23,35 @@ def real_root(sc: Scenario, out_dir: str | Path | None = None) -> Path:
 
 
 def write_real(run: RealRun, sc: Scenario, options: RealOptions, root: Path) -> None:
-    resolved = {**sc.resolved(), "real": options.label()}
-    directory = run_dir(root, run.run_id)
-    start_run(directory, resolved)
-    measured = {k: v for k, v in run.summary.items() if k != "run_id"}
-    row = {"run_id": run.run_id, **flatten_config(resolved), **measured}
-    tables = {"participants": run.participants, "layers": run.layers}
-    write_run(directory, FinishedRun(row, tables), run.trace)
-    write_aggregates(root, load_finished_runs(root))
+    """One measured run into its folder, tables and trace, DONE last (the testbed's settings are columns)."""
+    folder = ResultsFolder(root)
+    folder.root.mkdir(parents=True, exist_ok=True)
+    lock = folder.try_lock(run.run_id)
+    if lock is None:
+        raise UserError("--out", f"run {run.run_id} is being written by another command", "wait for it")
+    try:
+        resolved = sc.resolved()
+        folder.start_run(run.run_id, {**resolved, "real": options.label()}, versions())
+        run.summary.update({f"real.{k}": v for k, v in options.label().items()})
+        folder.finish_run(run.run_id, run_tables(run.run_id, resolved, run), run.trace)
+    finally:
+        lock.release()
 
 
 def run_real_grid(sc: Scenario, options: RealOptions, out_dir: str | Path | None = None,
                   each: Callable[[Scenario, RealRun], None] = lambda sc, run: None) -> pd.DataFrame:
     """Measure every grid point not measured yet (one real run at a time: they share the machine)."""
     root = real_root(sc, out_dir)
-    finished = load_finished_runs(root)
     ran = skipped = 0
     for point in expand_grid(sc):
-        if run_id(point, options) in finished:
+        if ResultsFolder(root).is_finished(run_id(point, options)):
             skipped += 1
             continue
         run = run_real(point, options)
         write_real(run, point, options, root)
         each(point, run)
         ran += 1
-    finished = load_finished_runs(root)
-    if not ran:
-        write_aggregates(root, finished)
-    runs = pd.DataFrame([f.row for f in finished.values()])
+    runs, _ = read_results(root)
     runs.attrs.update(ran=ran, skipped=skipped)
     return runs
 
