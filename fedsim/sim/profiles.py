@@ -2,8 +2,9 @@
 
 The numbers live in `fedsim/sim/data/{devices,links}.yaml`, each with a cited source. They are pydantic
 models, validated once on load (positive rates, efficiency in (0, 1], ...), so the engine can trust every
-field; errors are one line, rendered like scenario errors. Link files use network units (Mbit/s, ms);
-`mbps` and `ms` convert them to SI (bytes/s, s), here and nowhere else.
+field; errors are one line, rendered like scenario errors. Link files use network units (Mbit/s, ms,
+nJ/bit); `mbps`, `ms` and `nj` convert them to SI (bytes/s, s, J/bit), here and nowhere else. The power
+and energy-per-bit fields feed fedsim.sim.energy; a profile without them gets NaN energy.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
 
-from pydantic import Field, StringConstraints, field_validator
+from pydantic import Field, StringConstraints, field_validator, model_validator
 
 from fedsim.common.errors import UserError
 from fedsim.common.files import load_yaml
@@ -36,6 +37,11 @@ def ms(value: float) -> float:
     return value / 1e3
 
 
+def nj(value: float | None) -> float | None:
+    """Nanojoules (per bit) -> joules."""
+    return None if value is None else value * 1e-9
+
+
 class DeviceProfile(Section):
     """One device's compute/memory roofline plus its per-message software cost."""
 
@@ -48,8 +54,20 @@ class DeviceProfile(Section):
     efficiency: float = Field(gt=0, le=1, description="the achieved fraction of peak_flops, in (0, 1]")
     msg_overhead_s: float = Field(ge=0, allow_inf_nan=False,
                                   description="software seconds per message sent, a finite number >= 0")
+    active_power_w: float | None = Field(None, gt=0, allow_inf_nan=False,
+                                         description="watts drawn while computing, a finite number > 0")
+    idle_power_w: float | None = Field(None, ge=0, allow_inf_nan=False,
+                                       description="watts drawn while waiting, a finite number >= 0")
     source: Text = Field(description="a citation: URL + the numbers read there")
     note: str = Field("", description="derivations and estimates behind the numbers")
+
+    @model_validator(mode="after")
+    def _idle_below_active(self) -> DeviceProfile:
+        if (self.idle_power_w is None) != (self.active_power_w is None):
+            raise ValueError("give both active_power_w and idle_power_w, or neither")
+        if self.idle_power_w is not None and self.idle_power_w > self.active_power_w:
+            raise ValueError(f"idle_power_w {self.idle_power_w} exceeds active_power_w {self.active_power_w}")
+        return self
 
     def compute_time(self, flops: float, bytes_moved: float) -> float:
         """Roofline time (s): the slower of achieved compute and memory traffic.
@@ -72,10 +90,20 @@ class LinkProfile(Section):
     jitter_s: float = Field(ge=0, allow_inf_nan=False,
                             description="the standard deviation of latency_s in s, a finite number >= 0")
     shared_medium: bool = Field(description="true for one half-duplex channel shared by every device (Wi-Fi)")
+    uplink_j_per_bit: float | None = Field(None, ge=0, allow_inf_nan=False,
+                                           description="radio energy per bit sent in J, a finite number >= 0")
+    downlink_j_per_bit: float | None = Field(None, ge=0, allow_inf_nan=False,
+                                             description="radio energy per bit received in J, a finite number >= 0")
     source: Text = Field(description="a citation: URL + the numbers read there")
     note: str = Field("", description="derivations and estimates behind the numbers")
     rate_trace: tuple[tuple[float, float], ...] = Field(
         (), description="a list of [time_s, factor] pairs with increasing times >= 0 and factors > 0")
+
+    @model_validator(mode="after")
+    def _both_directions(self) -> LinkProfile:
+        if (self.uplink_j_per_bit is None) != (self.downlink_j_per_bit is None):
+            raise ValueError("give both uplink and downlink energy per bit, or neither")
+        return self
 
     @field_validator("rate_trace", mode="before")
     @classmethod
@@ -110,6 +138,8 @@ class _LinkEntry(Section):
     latency_ms: float = Field(ge=0, allow_inf_nan=False, description="one-way latency in ms, a finite number >= 0")
     jitter_ms: float = Field(ge=0, allow_inf_nan=False, description="latency jitter (std) in ms, a finite number >= 0")
     shared_medium: bool = Field(description="true for one half-duplex channel shared by every device (Wi-Fi)")
+    uplink_nj_per_bit: float | None = Field(None, ge=0, description="radio energy per bit sent in nJ, >= 0")
+    downlink_nj_per_bit: float | None = Field(None, ge=0, description="radio energy per bit received in nJ, >= 0")
     source: Text = Field(description="a citation: URL + the numbers read there")
     note: str = ""
     rate_trace: list[Any] = Field(default_factory=list, description="a list of [time_s, factor] pairs")
@@ -118,7 +148,9 @@ class _LinkEntry(Section):
         return LinkProfile(
             name=name, description=self.description, uplink_Bps=mbps(self.uplink_mbps),
             downlink_Bps=mbps(self.downlink_mbps), latency_s=ms(self.latency_ms), jitter_s=ms(self.jitter_ms),
-            shared_medium=self.shared_medium, source=self.source, note=self.note, rate_trace=self.rate_trace)
+            shared_medium=self.shared_medium, uplink_j_per_bit=nj(self.uplink_nj_per_bit),
+            downlink_j_per_bit=nj(self.downlink_nj_per_bit), source=self.source, note=self.note,
+            rate_trace=self.rate_trace)
 
 
 Profile = TypeVar("Profile", DeviceProfile, LinkProfile)
@@ -216,17 +248,23 @@ def get_link(name: str, links: Mapping[str, LinkProfile] | None = None) -> LinkP
 def describe() -> str:
     """Every shipped device and link as aligned columns, each with its source on the line below."""
     devices = [(d.name, f"{d.peak_flops / 1e12:g} TFLOP/s {d.precision}", f"{d.mem_bandwidth / 1e9:g} GB/s",
-                f"{d.mem_bytes / 2**30:.3g} GiB", f"{d.efficiency:g}", f"{d.msg_overhead_s * 1e6:g} us", d.source)
+                f"{d.mem_bytes / 2**30:.3g} GiB", f"{d.efficiency:g}", f"{d.msg_overhead_s * 1e6:g} us",
+                f"{d.active_power_w:g} / {d.idle_power_w:g} W" if d.active_power_w is not None else "-", d.source)
                for d in load_devices().values()]
     links = [(k.name, f"{k.uplink_Bps * 8 / 1e6:g} Mbit/s", f"{k.downlink_Bps * 8 / 1e6:g} Mbit/s",
               f"{k.latency_s * 1e3:g} ms", f"{k.jitter_s * 1e3:g} ms", "shared" if k.shared_medium else "dedicated",
-              k.source) for k in load_links().values()]
+              _per_bit(k.uplink_j_per_bit, k.downlink_j_per_bit), k.source) for k in load_links().values()]
     return "\n".join([
         *_table("DEVICES", ("name", "peak compute", "memory bandwidth", "memory", "efficiency",
-                            "per-message overhead"), devices),
+                            "per-message overhead", "power active / idle"), devices),
         "",
-        *_table("LINKS", ("name", "uplink", "downlink", "latency (one way)", "jitter", "medium"), links),
+        *_table("LINKS", ("name", "uplink", "downlink", "latency (one way)", "jitter", "medium",
+                          "radio energy up / down"), links),
     ])
+
+
+def _per_bit(up: float | None, down: float | None) -> str:
+    return "-" if up is None or down is None else f"{up * 1e9:g} / {down * 1e9:g} nJ/bit"
 
 
 def _table(title: str, headers: tuple[str, ...], rows: list[tuple[str, ...]]) -> list[str]:
