@@ -59,8 +59,8 @@ def render_report(root: Path, runs: pd.DataFrame) -> str:
         f"<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>fedsim: {_e(root.name)}</title>",
         f"<style>{_STYLE}</style></head><body>",
         f"<h1>fedsim report: {_e(root.name)}</h1>",
-        f"<p class=\"note\">{len(runs)} finished run(s) in <code>{_e(root)}</code>; fedsim {_e(fedsim.__version__)}. "
-        "Tables: <code>runs.parquet</code>, <code>participants.parquet</code>, <code>layers.parquet</code> "
+        f"<p class=\"note\">{len(runs)} finished run(s); fedsim {_e(fedsim.__version__)}. Next to this page: "
+        "the tables <code>runs.parquet</code>, <code>participants.parquet</code>, <code>layers.parquet</code> "
         "(README, \"Using it\").</p>",
         "<h2>Scenario</h2>",
         _scenario_table(runs, fixed, varying),
