@@ -3,18 +3,22 @@
     fedsim run SCENARIO                     one run, or the grid of the scenario's `sweep:` block
     fedsim sweep SCENARIO --set schedule.H=1,2,4,8 --set participants.n=2,4,8
     fedsim plot RESULTS_DIR                 (re)draw the plots of results/<name>
+    fedsim report RESULTS_DIR               (re)write results/<name>/report.html
     fedsim profiles                         device and link profiles with their sources
     fedsim validate SCENARIO                check a scenario (and its grid) without running anything
     fedsim real SCENARIO                    run it for real: one process per participant, K/V over gloo
+    fedsim schema                           the scenario JSON Schema, for editors
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+import fedsim
 from fedsim.common.errors import UserError
 from fedsim.experiment.backends import BACKENDS
 from fedsim.experiment.scenario_file import load_scenario
@@ -44,6 +48,8 @@ def _run(args: argparse.Namespace) -> int:
           f"{root / 'runs.parquet'}, {root / 'participants.parquet'}")
     if not args.no_plots:
         _plots(root)
+    if not args.no_report:
+        _report(root)
     return 0
 
 
@@ -59,6 +65,25 @@ def _plots(root: Path) -> None:
         print(f"{len(paths)} plot file(s) in {root / 'plots'}")
     else:
         print("no plots: no swept setting has two or more values")
+
+
+def _report_command(args: argparse.Namespace) -> int:
+    _report(Path(args.results_dir))
+    return 0
+
+
+def _report(root: Path) -> None:
+    from fedsim.experiment.report import write_report
+
+    print(f"report: {write_report(root)}")
+
+
+def _schema(args: argparse.Namespace) -> int:
+    from fedsim.experiment.config import Scenario
+
+    print(json.dumps({"$schema": "https://json-schema.org/draft/2020-12/schema", **Scenario.model_json_schema()},
+                     indent=2))
+    return 0
 
 
 def _validate(args: argparse.Namespace) -> int:
@@ -115,12 +140,39 @@ def _positive_int(text: str) -> int:
     return value
 
 
+_EXAMPLES = {
+    "": """examples:
+  fedsim run scenarios/default.yaml                  four Jetsons on Wi-Fi 6, H = 1, 2, 4, 8
+  fedsim run scenarios/default.yaml --set participants.n=2,8 --workers 4
+  fedsim validate scenarios/retrieval.yaml           check a scenario without running it
+  fedsim report results/default                      rewrite results/default/report.html
+  fedsim schema > scenario.schema.json               for the editor (README: "Scenarios")
+run `fedsim COMMAND --help` for a command's options.""",
+    "run": """examples:
+  fedsim run scenarios/default.yaml
+  fedsim run scenarios/default.yaml --set schedule.H=1,8 --set network.link=wifi6,5g
+  fedsim run scenarios/straggler.yaml --out /tmp/results --backend serial --no-plots""",
+    "sweep": """examples:
+  fedsim sweep scenarios/default.yaml --set schedule.H=1,2,4,8 --set participants.n=2,4,8
+  fedsim sweep scenarios/default.yaml --set "faults.dropout=null,{probability: 0.2}" --workers 4""",
+    "validate": """examples:
+  fedsim validate scenarios/paper_H_sweep.yaml
+  fedsim validate scenarios/default.yaml --set participants.n=2,4,8""",
+    "plot": "example:\n  fedsim plot results/default",
+    "report": "example:\n  fedsim report results/default     then open results/default/report.html",
+    "schema": "example:\n  fedsim schema > scenario.schema.json",
+}
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="fedsim", description="Simulate Federated Attention over edge networks.")
+    parser = argparse.ArgumentParser(prog="fedsim", description="Simulate Federated Attention over edge networks.",
+                                     epilog=_EXAMPLES[""], formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version=f"fedsim {fedsim.__version__}")
     commands = parser.add_subparsers(required=True, metavar="COMMAND")
 
     def add(name: str, handler: Callable[[argparse.Namespace], int], help_text: str) -> argparse.ArgumentParser:
-        sub = commands.add_parser(name, help=help_text, description=help_text)
+        sub = commands.add_parser(name, help=help_text, description=help_text, epilog=_EXAMPLES.get(name),
+                                  formatter_class=argparse.RawDescriptionHelpFormatter)
         sub.set_defaults(command=handler)
         return sub
 
@@ -137,14 +189,16 @@ def _parser() -> argparse.ArgumentParser:
                               "be on a filesystem all workers share")
         sub.add_argument("--no-progress", action="store_true", help="no progress bar")
         sub.add_argument("--no-plots", action="store_true", help="skip plotting (draw later with `fedsim plot`)")
-    run.set_defaults(set=[])
+        sub.add_argument("--no-report", action="store_true", help="skip report.html (write later with `fedsim report`)")
     validate = add("validate", _validate, "check a scenario and its grid without running anything")
     validate.add_argument("scenario", help="scenario YAML file")
-    for sub in (sweep, validate):
+    for sub in (run, sweep, validate):
         sub.add_argument("--set", action="append", default=[], metavar="KEY=V1,V2,...",
                          help="add or replace a sweep axis, e.g. schedule.H=1,2,4,8 (values are YAML)")
     plot = add("plot", _plot, "draw the plots of a results folder (results/<scenario name>)")
     plot.add_argument("results_dir", help="e.g. results/default")
+    report = add("report", _report_command, "write report.html: scenario, key runs, plots, traces (one page)")
+    report.add_argument("results_dir", help="e.g. results/default")
     add("profiles", _profiles, "list device and link profiles with their sources")
     real = add("real", _real, "run a scenario for real: one OS process per participant on this machine, K/V "
                "exchanged over torch.distributed (gloo); writes the run's tables with measured times")
@@ -181,4 +235,5 @@ def _parser() -> argparse.ArgumentParser:
                     "first, into --out)")
     vt.add_argument("--repeats", type=_positive_int, default=1, help="real runs per point; the median counts (1)")
     vt.add_argument("--timeout", type=float, default=600.0, help="seconds before a run is abandoned (600)")
+    add("schema", _schema, "print the scenario JSON Schema (for editors: README, Scenarios)")
     return parser

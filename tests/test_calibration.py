@@ -13,7 +13,8 @@ from fedsim.experiment.run import run_scenario
 from fedsim.experiment.timing import calibrate, error, report
 from fedsim.fedattn.costs import LayerCost
 from fedsim.real.calibrate import QUICK, fit_line
-from fedsim.sim.profiles import MeasuredDevice, load_library
+from fedsim.sim.devices import MeasuredDevice
+from fedsim.sim.profiles import load_library
 
 TABLES = {"kind": "measured", "name": "m", "description": "d", "source": "s", "model": "tiny-random", "threads": 1,
           "processes": 1, "mem_bytes": 1e9, "queries": [10, 20], "keys_before": [0, 100],

@@ -9,8 +9,9 @@ import numpy as np
 
 from fedsim.common.errors import UserError
 from fedsim.experiment.config import Scenario
+from fedsim.sim.devices import Device, MeasuredDevice
 from fedsim.sim.engine import EngineOptions
-from fedsim.sim.profiles import Device, LinkProfile, MeasuredDevice, get_device, get_link, load_library, override_link
+from fedsim.sim.profiles import LinkProfile, get_device, get_link, load_library, override_link
 
 
 @dataclass(frozen=True)

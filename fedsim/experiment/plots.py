@@ -144,6 +144,28 @@ def plot_pareto(runs: pd.DataFrame, metric: str) -> Figure:
     return fig
 
 
+def plot_energy_vs_quality(runs: pd.DataFrame, metric: str) -> Figure:
+    """Energy per participant (device + radio, fedsim/sim/energy.py) vs quality of each role, one point per
+    setting; the publisher's points are labelled with the settings that vary."""
+    fig, ax = _figure()
+    energy = _numeric(runs["energy_j_per_participant"])
+    for (role, label, _), marker in zip(ROLES, ("o", "^", "s"), strict=True):
+        ax.scatter(energy, _numeric(runs[f"{metric}_{role}"]), marker=marker, label=label, zorder=3)
+    labels = _varying(runs)
+    for x, (_, row) in zip(energy, runs.iterrows(), strict=True):
+        y = pd.to_numeric(row[f"{metric}_publisher"], errors="coerce")
+        if labels and np.isfinite(x) and np.isfinite(y):
+            ax.annotate(", ".join(f"{c.split('.')[-1]}={row[c]}" for c in labels), (x, y), textcoords="offset points",
+                        xytext=(6, 4), fontsize="x-small")
+    ax.grid(alpha=0.3)
+    ax.margins(x=0.12)  # room for the labels of the outermost points
+    ax.set_xlabel("Energy per participant, device + radio (J)")
+    ax.set_ylabel(metric_label(metric))
+    ax.legend(loc="best", fontsize="small")
+    _title(fig, "Energy vs quality, one point per setting", runs, _varying(runs))
+    return fig
+
+
 _PLANS: tuple[tuple[str, Callable[[pd.DataFrame, str], Figure], tuple[str, ...]], ...] = (
     ("quality_vs_H", plot_quality_vs_H, ("schedule.H",)),
     ("quality_vs_N", plot_quality_vs_N, ("participants.n",)),
@@ -160,8 +182,8 @@ def plot_results(results_dir: str | Path) -> list[Path]:
     """Write the plots that fit the swept axes of a scenario's runs to <results_dir>/plots/ (PNG and PDF).
 
     A plot is drawn per measured metric and per combination of the other swept settings (replicate axes,
-    `REPLICATE_AXES`, are averaged over); a latency vs quality (Pareto) plot is drawn whenever there is
-    more than one run.
+    `REPLICATE_AXES`, are averaged over); a latency vs quality (Pareto) plot and an energy vs quality
+    plot are drawn whenever there is more than one setting.
     """
     runs, _ = read_results(results_dir)
     out = Path(results_dir) / "plots"
@@ -183,6 +205,10 @@ def plot_results(results_dir: str | Path) -> list[Path]:
     if len(settings) > 1 and "ttft_s" in settings and _numeric(settings["ttft_s"]).notna().any():
         for metric in metrics:
             written += save_figure(plot_pareto(settings, metric), out / f"pareto_{metric}")
+    energy = "energy_j_per_participant"
+    if len(settings) > 1 and energy in settings and _numeric(settings[energy]).notna().any():
+        for metric in metrics:
+            written += save_figure(plot_energy_vs_quality(settings, metric), out / f"energy_vs_{metric}")
     return written
 
 

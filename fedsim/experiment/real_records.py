@@ -91,6 +91,8 @@ def real_tables(setup: RunSetup, records: list[dict[str, Any]], ref: Reference, 
             "exposed_bytes": sum(c.send_bytes for b, c in zip(blocks, costs, strict=True) if own_sent(b, c)),
             "dropped": False,
             "peak_rss_bytes": float(rec["peak_rss_bytes"]),
+            # this machine's power is not measured: no energy for a real run
+            "energy_compute_j": math.nan, "energy_radio_j": math.nan, "energy_j": math.nan,
         }
         quality = dict.fromkeys(QUALITY_METRICS, math.nan)
         if responder:

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from fedsim.fedattn.costs import model_weight_bytes
+from fedsim.sim.energy import participant_energy
 
 if TYPE_CHECKING:  # records stay importable without torch (plots read QUALITY_METRICS)
     from fedsim.experiment.setup import RunSetup
@@ -53,6 +54,7 @@ def participant_rows(setup: RunSetup, sim: SimResult, costs: list[list[LayerCost
     for p, rec in enumerate(sim.participants):
         kv = sum(layer[p].kv_cache_bytes for layer in costs)
         dropped = bool(rec.dropped)
+        energy = participant_energy(setup.deployment.devices[p], setup.deployment.links[p], rec)
         row = {
             "run_id": setup.run_id,
             "participant": p,
@@ -75,6 +77,9 @@ def participant_rows(setup: RunSetup, sim: SimResult, costs: list[list[LayerCost
             "exposed_layers": list(rec.exposed_layers),
             "exposed_bytes": rec.exposed_bytes,
             "dropped": dropped,
+            "energy_compute_j": energy.compute_j,
+            "energy_radio_j": energy.radio_j,
+            "energy_j": energy.total_j,
         }
         for metric in (*QUALITY_METRICS, "n_generated", "generated_text"):
             value = quality[metric][p]
@@ -116,6 +121,8 @@ def summarize(participants: pd.DataFrame, run_id: str, responder: int) -> dict[s
     summary["decode_s_per_token"] = float(participants.loc[responder_row, "decode_s_per_token"].iloc[0])
     summary["total_flops"] = float(participants.flops_prefill.sum() + participants.flops_decode.sum())
     summary["peak_mem_bytes"] = float(participants.peak_mem_bytes.max())
+    summary["energy_j_per_participant"] = float(participants.energy_j.mean())
+    summary["energy_j_total"] = float(participants.energy_j.sum(min_count=1))
     summary["generated_text"] = str(pub["generated_text"])
     return summary
 

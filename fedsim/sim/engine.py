@@ -65,10 +65,11 @@ import numpy as np
 import simpy
 
 from fedsim.sim.block import Block
+from fedsim.sim.devices import Device
 from fedsim.sim.network import TOPOLOGIES, Network
 from fedsim.sim.outcome import LayerResult, SimResult
 from fedsim.sim.participant import Participant
-from fedsim.sim.profiles import Device, LinkProfile
+from fedsim.sim.profiles import LinkProfile
 from fedsim.sim.trace import TraceEvent
 
 LAYER_KINDS = ("local", "sync", "publisher")

@@ -9,9 +9,9 @@ from typing import TYPE_CHECKING
 
 import simpy
 
+from fedsim.sim.devices import Device
 from fedsim.sim.network import Network
 from fedsim.sim.outcome import ParticipantResult
-from fedsim.sim.profiles import Device
 
 if TYPE_CHECKING:
     from fedsim.sim.engine import Simulation

@@ -2,8 +2,9 @@
 
 The numbers live in `fedsim/sim/data/{devices,links}.yaml`, each with a cited source. They are pydantic
 models, validated once on load (positive rates, efficiency in (0, 1], ...), so the engine can trust every
-field; errors are one line, rendered like scenario errors. Link files use network units (Mbit/s, ms);
-`mbps` and `ms` convert them to SI (bytes/s, s), here and nowhere else.
+field; errors are one line, rendered like scenario errors. Link files use network units (Mbit/s, ms,
+nJ/bit); `mbps`, `ms` and `nj` convert them to SI (bytes/s, s, J/bit), here and nowhere else. The power
+and energy-per-bit fields feed fedsim.sim.energy; a profile without them gets NaN energy.
 """
 
 from __future__ import annotations
@@ -14,16 +15,14 @@ from collections.abc import Mapping, Sequence
 from functools import cache
 from importlib import resources
 from pathlib import Path
-from typing import Annotated, Any, Literal, NamedTuple, Protocol, TypeVar
+from typing import Any, TypeVar
 
-from pydantic import Field, StringConstraints, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from fedsim.common.errors import UserError
 from fedsim.common.files import load_yaml
 from fedsim.common.schema import Section, suggest, validate
-
-PRECISIONS = ("fp16", "fp32", "bf16", "int8")
-Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1)]  # a non-blank string
+from fedsim.sim.devices import Device, DeviceProfile, MeasuredDevice, Text
 
 
 def mbps(value: float) -> float:
@@ -36,126 +35,9 @@ def ms(value: float) -> float:
     return value / 1e3
 
 
-class CostLike(Protocol):
-    """What a device reads from a block's or a decode step's cost (fedsim.fedattn.costs.LayerCost)."""
-
-    flops_pre: float
-    flops_post: float
-    flops_post_own: float
-    bytes_pre: float
-    bytes_post: float
-    n_queries: int
-    attended_pairs: int
-    own_pairs: int
-    cache_keys: int
-
-
-class BlockTimes(NamedTuple):
-    """Seconds of one block's parts on a device: before the exchange, after it, and the part of `post` over
-    the participant's own keys (what overlap can run while waiting; 0 where the device cannot tell)."""
-
-    pre: float
-    post: float
-    post_own: float
-
-
-class DeviceProfile(Section):
-    """One device's compute/memory roofline plus its per-message software cost."""
-
-    name: Text = Field(description="the profile's name")
-    description: Text = Field(description="what hardware and mode this is")
-    peak_flops: float = Field(gt=0, description="dense FLOP/s at `precision`, a number > 0")
-    precision: Literal[PRECISIONS] = Field(description="the arithmetic peak_flops is quoted for")
-    mem_bandwidth: float = Field(gt=0, description="DRAM bandwidth in bytes/s, a number > 0")
-    mem_bytes: float = Field(gt=0, description="DRAM size in bytes, a number > 0")
-    efficiency: float = Field(gt=0, le=1, description="the achieved fraction of peak_flops, in (0, 1]")
-    msg_overhead_s: float = Field(ge=0, allow_inf_nan=False,
-                                  description="software seconds per message sent, a finite number >= 0")
-    source: Text = Field(description="a citation: URL + the numbers read there")
-    note: str = Field("", description="derivations and estimates behind the numbers")
-
-    def compute_time(self, flops: float, bytes_moved: float) -> float:
-        """Roofline time (s): the slower of achieved compute and memory traffic.
-
-        Prefill GEMMs are compute-bound; one-token decode reads every weight for little math, so it
-        is memory-bound. Taking the max lets one formula cover both.
-        """
-        return max(flops / (self.peak_flops * self.efficiency), bytes_moved / self.mem_bandwidth)
-
-    def block_times(self, cost: CostLike) -> BlockTimes:
-        own_flops = min(cost.flops_post_own, cost.flops_post)
-        own_bytes = cost.bytes_post * own_flops / cost.flops_post if own_flops > 0 else 0.0
-        return BlockTimes(self.compute_time(cost.flops_pre, cost.bytes_pre),
-                          self.compute_time(cost.flops_post, cost.bytes_post), self.compute_time(own_flops, own_bytes))
-
-    def decode_time(self, cost: CostLike) -> float:
-        return self.compute_time(cost.flops_pre + cost.flops_post, cost.bytes_pre + cost.bytes_post)
-
-
-def _interp(xs: list[float], ys: list[float], x: float) -> float:
-    """Piecewise-linear in x through the measured points, extended along the first and last segments."""
-    if len(xs) == 1:
-        return ys[0] * (x / xs[0] if xs[0] > 0 else 1.0)
-    i = min(max(bisect.bisect_right(xs, x) - 1, 0), len(xs) - 2)
-    return ys[i] + (ys[i + 1] - ys[i]) * (x - xs[i]) / (xs[i + 1] - xs[i])
-
-
-Seconds = Annotated[float, Field(gt=0, allow_inf_nan=False)]
-
-
-class MeasuredDevice(Section):
-    """A device timed by tables measured on it (`fedsim calibrate`) rather than by a roofline: a block's part
-    before the exchange by its queries, the part after it by its queries and the keys before its own chunk
-    (0 at a local block, its offset at a sync block), a decode step by the K/V entries it attends. Tables are
-    interpolated piecewise linearly. They hold for one model at one thread count with `processes`
-    participants computing at once, and say nothing about the overlappable part (post_own is 0)."""
-
-    kind: Literal["measured"] = "measured"
-    name: Text = Field(description="the profile's name")
-    description: Text = Field(description="what machine and setting this is")
-    source: Text = Field(description="how, where and when it was measured")
-    note: str = ""
-    model: Text = Field(description="the model the tables were measured with")
-    threads: int = Field(ge=1, description="torch threads per participant process")
-    processes: int = Field(ge=1, description="participant processes computing at once while measuring blocks")
-    msg_overhead_s: float = Field(0.0, ge=0, allow_inf_nan=False, description="software seconds per message")
-    mem_bytes: float = Field(gt=0, description="memory of the machine in bytes")
-    queries: list[int] = Field(min_length=1, description="the query counts measured, increasing")
-    keys_before: list[int] = Field(min_length=1, description="the keys-before counts measured, increasing from 0")
-    pre_s: list[Seconds] = Field(description="seconds of a block's pre part, one per query count")
-    post_s: list[list[Seconds]] = Field(description="seconds of a block's post part, [queries][keys_before]")
-    decode_keys: list[int] = Field(min_length=1, description="K/V entries a decode step attends (all blocks)")
-    decode_s: list[Seconds] = Field(description="seconds of one decode step, one per decode_keys")
-    lm_head_s: Seconds = Field(description="seconds of the LM head on one position (the first token)")
-
-    @model_validator(mode="after")
-    def _shapes(self) -> MeasuredDevice:
-        for grid in ("queries", "keys_before", "decode_keys"):
-            values = getattr(self, grid)
-            if any(b <= a for a, b in zip(values, values[1:], strict=False)) or values[0] < 0:
-                raise ValueError(f"{grid} must increase from a value >= 0")
-        if len(self.pre_s) != len(self.queries) or len(self.post_s) != len(self.queries) or \
-                any(len(row) != len(self.keys_before) for row in self.post_s) or \
-                len(self.decode_s) != len(self.decode_keys):
-            raise ValueError("pre_s, post_s and decode_s must match the grids they are measured on")
-        return self
-
-    def _post(self, n_queries: float, keys_before: float) -> float:
-        per_query = [_interp(self.queries, [row[j] for row in self.post_s], n_queries)
-                     for j in range(len(self.keys_before))]
-        return _interp(self.keys_before, per_query, keys_before)
-
-    def block_times(self, cost: CostLike) -> BlockTimes:
-        if cost.n_queries == 0:
-            return BlockTimes(0.0, 0.0, 0.0)
-        before = (cost.attended_pairs - cost.own_pairs) / cost.n_queries
-        return BlockTimes(_interp(self.queries, self.pre_s, cost.n_queries), self._post(cost.n_queries, before), 0.0)
-
-    def decode_time(self, cost: CostLike) -> float:
-        return self.lm_head_s if cost.cache_keys == 0 else _interp(self.decode_keys, self.decode_s, cost.cache_keys)
-
-
-Device = DeviceProfile | MeasuredDevice
+def nj(value: float | None) -> float | None:
+    """Nanojoules (per bit) -> joules."""
+    return None if value is None else value * 1e-9
 
 
 class LinkProfile(Section):
@@ -173,10 +55,20 @@ class LinkProfile(Section):
     direct: bool = Field(False, description="true if devices reach each other without an access point or switch "
                          "(ad-hoc radio, a shared bus, a shaped loopback): a device-to-device transfer crosses "
                          "the medium once, on the sender's uplink")
+    uplink_j_per_bit: float | None = Field(None, ge=0, allow_inf_nan=False,
+                                           description="radio energy per bit sent in J, a finite number >= 0")
+    downlink_j_per_bit: float | None = Field(None, ge=0, allow_inf_nan=False,
+                                             description="radio energy per bit received in J, a finite number >= 0")
     source: Text = Field(description="a citation: URL + the numbers read there")
     note: str = Field("", description="derivations and estimates behind the numbers")
     rate_trace: tuple[tuple[float, float], ...] = Field(
         (), description="a list of [time_s, factor] pairs with increasing times >= 0 and factors > 0")
+
+    @model_validator(mode="after")
+    def _both_directions(self) -> LinkProfile:
+        if (self.uplink_j_per_bit is None) != (self.downlink_j_per_bit is None):
+            raise ValueError("give both uplink and downlink energy per bit, or neither")
+        return self
 
     @field_validator("rate_trace", mode="before")
     @classmethod
@@ -212,6 +104,8 @@ class _LinkEntry(Section):
     jitter_ms: float = Field(ge=0, allow_inf_nan=False, description="latency jitter (std) in ms, a finite number >= 0")
     shared_medium: bool = Field(description="true for one half-duplex channel shared by every device (Wi-Fi)")
     direct: bool = Field(False, description="true if devices reach each other without an access point")
+    uplink_nj_per_bit: float | None = Field(None, ge=0, description="radio energy per bit sent in nJ, >= 0")
+    downlink_nj_per_bit: float | None = Field(None, ge=0, description="radio energy per bit received in nJ, >= 0")
     source: Text = Field(description="a citation: URL + the numbers read there")
     note: str = ""
     rate_trace: list[Any] = Field(default_factory=list, description="a list of [time_s, factor] pairs")
@@ -220,7 +114,8 @@ class _LinkEntry(Section):
         return LinkProfile(
             name=name, description=self.description, uplink_Bps=mbps(self.uplink_mbps),
             downlink_Bps=mbps(self.downlink_mbps), latency_s=ms(self.latency_ms), jitter_s=ms(self.jitter_ms),
-            shared_medium=self.shared_medium, direct=self.direct, source=self.source, note=self.note,
+            shared_medium=self.shared_medium, direct=self.direct, uplink_j_per_bit=nj(self.uplink_nj_per_bit),
+            downlink_j_per_bit=nj(self.downlink_nj_per_bit), source=self.source, note=self.note,
             rate_trace=self.rate_trace)
 
 
@@ -355,17 +250,23 @@ def get_link(name: str, links: Mapping[str, LinkProfile] | None = None) -> LinkP
 def describe() -> str:
     """Every shipped device and link as aligned columns, each with its source on the line below."""
     devices = [(d.name, f"{d.peak_flops / 1e12:g} TFLOP/s {d.precision}", f"{d.mem_bandwidth / 1e9:g} GB/s",
-                f"{d.mem_bytes / 2**30:.3g} GiB", f"{d.efficiency:g}", f"{d.msg_overhead_s * 1e6:g} us", d.source)
+                f"{d.mem_bytes / 2**30:.3g} GiB", f"{d.efficiency:g}", f"{d.msg_overhead_s * 1e6:g} us",
+                f"{d.active_power_w:g} / {d.idle_power_w:g} W" if d.active_power_w is not None else "-", d.source)
                for d in load_devices().values()]
     links = [(k.name, f"{k.uplink_Bps * 8 / 1e6:g} Mbit/s", f"{k.downlink_Bps * 8 / 1e6:g} Mbit/s",
               f"{k.latency_s * 1e3:g} ms", f"{k.jitter_s * 1e3:g} ms", "shared" if k.shared_medium else "dedicated",
-              k.source) for k in load_links().values()]
+              _per_bit(k.uplink_j_per_bit, k.downlink_j_per_bit), k.source) for k in load_links().values()]
     return "\n".join([
         *_table("DEVICES", ("name", "peak compute", "memory bandwidth", "memory", "efficiency",
-                            "per-message overhead"), devices),
+                            "per-message overhead", "power active / idle"), devices),
         "",
-        *_table("LINKS", ("name", "uplink", "downlink", "latency (one way)", "jitter", "medium"), links),
+        *_table("LINKS", ("name", "uplink", "downlink", "latency (one way)", "jitter", "medium",
+                          "radio energy up / down"), links),
     ])
+
+
+def _per_bit(up: float | None, down: float | None) -> str:
+    return "-" if up is None or down is None else f"{up * 1e9:g} / {down * 1e9:g} nJ/bit"
 
 
 def _table(title: str, headers: tuple[str, ...], rows: list[tuple[str, ...]]) -> list[str]:
