@@ -21,6 +21,9 @@ from fedsim.experiment.scenario_file import load_scenario
 from fedsim.experiment.setup import prepare
 from fedsim.experiment.sweep import expand_grid
 from fedsim.fedattn.sampling import SAMPLERS, Sampling, filtered_probs, sample
+from fedsim.models.catalog import locate_model_file
+from fedsim.models.tokenizer import Tokenizer
+from fedsim.workloads.registry import make_task
 
 AUTHORS_SCENARIOS = sorted((Path(__file__).parents[1] / "scenarios" / "authors").glob("*.yaml"))
 
@@ -121,6 +124,23 @@ def test_whole_prompt_is_what_centralized_inference_sees_on_smollm2(real_model):
     assert whole.prompt.partition.sizes()[-1] == len(whole.tokens) - counted
     tail = real_model.tokenizer.decode(whole.tokens[counted:])
     assert tail == "8\n" + pieces[-1] and pieces[-2].endswith("The answer is 8\n")
+
+
+def test_whole_prompt_boundaries_are_exact_on_qwen():
+    """Qwen2's pre-tokenizer keeps "\n\n" whole in both tokenisations, and the last exemplar's "\n" joins the
+    question's leading "\n" into one token that the counts give to the exemplar: the question starts at
+    "Question", as in the authors' runs."""
+    try:
+        tok = Tokenizer.from_gguf(locate_model_file("qwen2.5-0.5b"))
+    except UserError as err:
+        pytest.skip(str(err))
+    sc = validate_scenario({"model": {"name": "tiny-random"}, "task": {"shots": 3}})
+    pieces = [p.text for p in make_task(sc.task, 0, None).pieces]
+    tokens, lengths = tokenize_pieces(pieces, tok, "whole_prompt")
+    assert tokens == tok.encode("".join(pieces)) and len(tokens) == sum(len(tok.encode(t)) for t in pieces) - 1
+    start = sum(lengths[:-1])
+    assert tok.decode(tokens[start:]) == pieces[-1].removeprefix("\n")
+    assert tok.decode(tokens[:start]).endswith("The answer is 8\n\n")
 
 
 def runs_and_participants(rows: list[tuple[int, list[float]]]) -> tuple[pd.DataFrame, pd.DataFrame]:
