@@ -21,8 +21,9 @@ def atomic_write(path: Path, data: bytes | Callable[[IO[bytes]], None]) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = _create_temp(path)
+    os.close(fd)  # reopened by name, so that the writer sees the temp file's path in `f.name`
     try:
-        with os.fdopen(fd, "wb") as f:
+        with open(tmp, "wb") as f:
             if callable(data):
                 data(f)
             else:

@@ -25,6 +25,10 @@ NOT_IN_HASH = ("output_dir", "sweep")
 # A sweep axis may not move runs out of the sweep's own results directory or nest sweeps.
 NOT_SWEEPABLE = ("name", "output_dir", "sweep")
 
+# How the prompt becomes tokens (fedsim.experiment.prompt): the authors' one pass over the whole text, or
+# each piece on its own.
+TOKENIZATIONS = ("whole_prompt", "per_piece")
+
 # YAML gives participant indices as ints, JSON (resolved configs) as strings: accept both as dict keys.
 ParticipantIndex = Annotated[int, Strict(False), Field(ge=0)]
 
@@ -42,6 +46,10 @@ class ModelSection(Section):
 
 class PartitionSection(Section):
     scheme: Literal[SCHEMES] = Field("contiguous", description="how prompt pieces are split: " + _one_of(SCHEMES))
+    tokenization: Literal[TOKENIZATIONS] = Field(
+        "whole_prompt", description="whole_prompt (tokenise once, cut at per-piece token counts: the authors') "
+        "or per_piece (tokenise each piece alone and concatenate)"
+    )
 
 
 class ParticipantOverride(Section):
@@ -81,18 +89,31 @@ class ScheduleSection(Section):
     layers: list[Annotated[int, Field(ge=0)]] | None = Field(
         None, description="an explicit list of sync layer indices, or null to derive them from H"
     )
-    publisher_H: int | None = Field(None, ge=1, description="the publisher-broadcast interval, an integer >= 1 or null")
+    publisher_H: int | None = Field(
+        None, ge=1, description="the publisher's extra-broadcast interval (any integer >= 1, e.g. 9 with H: 8) or null"
+    )
     r_comp: float = Field(1.0, gt=0, le=1, description="the retention ratio of sparse attention, in (0, 1]")
     r_comm: float = Field(1.0, gt=0, le=1, description="the retention ratio of sparse K/V sync, in (0, 1]")
-    publisher_dense: bool = Field(False, description="whether the publisher keeps dense attention")
+    r_comp_publisher: float | None = Field(
+        None, gt=0, le=1, description="the publisher's own r_comp, in (0, 1], or null for the same as r_comp"
+    )
+    r_comm_publisher: float | None = Field(
+        None, gt=0, le=1, description="the publisher's own r_comm, in (0, 1], or null for the same as r_comm"
+    )
+    publisher_dense: bool = Field(
+        False, description="shorthand for r_comp_publisher: 1.0 and r_comm_publisher: 1.0 (true or false)"
+    )
 
 
 class DecodingSection(Section):
     max_new_tokens: int = Field(32, ge=0, description="the number of tokens to generate, an integer >= 0")
     greedy: bool = Field(True, description="true for argmax decoding, false to sample")
-    temperature: float = Field(1.0, gt=0, description="the sampling temperature, a number > 0")
-    top_k: int = Field(0, ge=0, description="top-k sampling cut-off, an integer >= 0 (0 = off)")
-    top_p: float = Field(1.0, gt=0, le=1, description="nucleus sampling mass, in (0, 1]")
+    temperature: float = Field(0.2, gt=0, description="the sampling temperature, a number > 0")
+    top_k: int = Field(20, ge=0, description="top-k sampling cut-off, an integer >= 0 (0 = off)")
+    top_p: float = Field(0.9, gt=0, le=1, description="nucleus sampling mass, in (0, 1]")
+    sampler: Literal["authors", "transformers"] = Field(  # fedsim.fedattn.sampling.SAMPLERS
+        "authors", description="the top-k/top-p rule when sampling: authors or transformers (docs/authors.md)"
+    )
     responder: Literal["publisher"] | Annotated[int, Field(ge=0)] = Field(
         "publisher", description="who generates the answer: 'publisher' or a participant index"
     )

@@ -22,7 +22,7 @@ from matplotlib.ticker import NullLocator
 
 from fedsim.common.files import atomic_write
 from fedsim.experiment.config import Scenario
-from fedsim.experiment.records import QUALITY_METRICS, Metric
+from fedsim.experiment.records import QUALITY_METRICS, Metric, best_collaborator
 from fedsim.experiment.results import read_results
 from fedsim.fedattn.schedule import PLACEMENTS
 
@@ -185,23 +185,23 @@ def plot_results(results_dir: str | Path) -> list[Path]:
     `REPLICATE_AXES`, are averaged over); a latency vs quality (Pareto) plot and an energy vs quality
     plot are drawn whenever there is more than one setting.
     """
-    runs, _ = read_results(results_dir)
+    runs, participants = read_results(results_dir)
     out = Path(results_dir) / "plots"
     varying = _varying(runs)
     metrics = _metrics(runs)
+    settings = _average_replicates(runs, participants, varying)
     written: list[Path] = []
     for stem, plot, x_columns in _PLANS:
         if not set(x_columns) & set(varying):
             continue
         facets = [c for c in varying if c not in x_columns and c not in REPLICATE_AXES]
-        groups = runs.groupby(facets, dropna=False) if facets else [((), runs)]  # keys are tuples
+        groups = settings.groupby(facets, dropna=False) if facets else [((), settings)]  # keys are tuples
         for key, group in groups:
             if len(group.drop_duplicates(list(x_columns))) < 2:
                 continue
             suffix = "".join(f"__{c.split('.')[-1]}={v}" for c, v in zip(facets, key, strict=True))
             for metric in metrics:
                 written += save_figure(plot(group, metric), out / _safe(f"{stem}_{metric}{suffix}"))
-    settings = _average_replicates(runs, varying)
     if len(settings) > 1 and "ttft_s" in settings and _numeric(settings["ttft_s"]).notna().any():
         for metric in metrics:
             written += save_figure(plot_pareto(settings, metric), out / f"pareto_{metric}")
@@ -212,17 +212,20 @@ def plot_results(results_dir: str | Path) -> list[Path]:
     return written
 
 
-def _average_replicates(runs: pd.DataFrame, varying: list[str]) -> pd.DataFrame:
-    """One row per setting: measurements averaged over the replicate axes (questions, seeds)."""
+def _average_replicates(runs: pd.DataFrame, participants: pd.DataFrame, varying: list[str]) -> pd.DataFrame:
+    """One row per setting: measurements averaged over the replicate axes (questions, seeds), except the
+    best collaborator, which is the best of the collaborators' averages (records.best_collaborator)."""
     replicates = [c for c in REPLICATE_AXES if c in varying]
     if not replicates:
         return runs
     keys = [c for c in varying if c not in replicates]
     rest = [c for c in runs.columns if c not in keys + replicates]
     how = {c: "mean" if pd.api.types.is_float_dtype(runs[c]) else "first" for c in rest}
-    if not keys:
-        return runs.assign(_all=0).groupby("_all").agg(how).reset_index(drop=True)
-    return runs.groupby(keys, dropna=False).agg(how).reset_index()
+    groups = runs.groupby(keys, dropna=False) if keys else runs.assign(_all=0).groupby("_all")
+    settings = groups.agg(how).reset_index(drop=not keys)
+    best = pd.DataFrame([best_collaborator(participants[participants.run_id.isin(group.run_id)])
+                         for _, group in groups], index=settings.index)
+    return settings.assign(**{c: best[c] for c in best if c in settings})
 
 
 def save_figure(fig: Figure, stem: Path) -> list[Path]:
