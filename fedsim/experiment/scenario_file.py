@@ -7,21 +7,14 @@ from pathlib import Path
 import yaml
 
 from fedsim.common.errors import UserError
-from fedsim.common.files import load_yaml
+from fedsim.common.files import load_yaml, read_text
 from fedsim.experiment.config import Scenario, validate_scenario
 
 
 def load_scenario(path: str | Path) -> Scenario:
     """Read and validate a scenario YAML file; every problem is one UserError line."""
     source = str(path)
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise UserError("", "no such file or directory", "give the path of a scenario .yaml file", source) from None
-    except IsADirectoryError:
-        raise UserError("", "is a directory", "give the path of a scenario .yaml file", source) from None
-    except UnicodeDecodeError:
-        raise UserError("", "is not UTF-8 text", "save the scenario as a UTF-8 YAML file", source) from None
+    text = read_text(path, "scenario .yaml file")
     try:
         data = load_yaml(text)
     except yaml.YAMLError as err:
@@ -35,8 +28,13 @@ def load_scenario(path: str | Path) -> Scenario:
 def _yaml_error(source: str, err: yaml.YAMLError) -> UserError:
     mark = getattr(err, "problem_mark", None)
     problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+    fix = getattr(err, "fix", None)  # fedsim.common.files.YamlRefused: valid YAML that fedsim refuses
+    if isinstance(err, yaml.constructor.ConstructorError) and "tag" in str(problem):
+        fix = "remove the '!' tag: a scenario holds plain values"
     if mark is None:
-        return UserError("", f"invalid YAML: {problem}", "check the file's syntax", source)
+        return UserError("", f"invalid YAML: {problem}", fix or "check the file's syntax", source)
     line = mark.line + 1
+    if fix:
+        return UserError(f"line {line}", f"{problem} (column {mark.column + 1})", fix, source)
     return UserError(f"line {line}", f"invalid YAML: {problem} (column {mark.column + 1})",
                      f"check indentation, ':' after keys and quoting on or just before line {line}", source)
