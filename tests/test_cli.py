@@ -51,7 +51,7 @@ def run_cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, s
     ("schedule: {H: nope}\n", [], "schedule.H: must be an integer (got 'nope')"),
     ("schedule: {Hh: 2}\n", [], "schedule.Hh: unknown key 'Hh'; did you mean 'H'?"),
     ("participants: {device: toaster}\n", [], "participants.device: unknown device profile 'toaster'"),
-    ("network: {overrides: {0: {downlink_mbps: -1}}}\n", [], "network.overrides.0.downlink_mbps: must be > 0"),
+    ("network: {overrides: {0: {downlink_mbps: -1}}}\n", [], "network.overrides.0.downlink_mbps: must be >= 0.001"),
     ("schedule: {H: 0}\n", [], "schedule.H: must be >= 1 (got 0)"),
     ("schedule: [H: 2\n", [], "line 2: invalid YAML"),
     (GOOD, ["--set", "schedule.H=4,0"], "[sweep point schedule.H=0]: schedule.H: must be >= 1 (got 0)"),

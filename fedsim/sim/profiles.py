@@ -16,7 +16,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
 
-from pydantic import Field, StringConstraints, field_validator
+from pydantic import ConfigDict, Field, StringConstraints, field_validator
 
 from fedsim.common.errors import UserError
 from fedsim.common.files import load_yaml
@@ -38,6 +38,8 @@ def ms(value: float) -> float:
 
 class DeviceProfile(Section):
     """One device's compute/memory roofline plus its per-message software cost."""
+
+    model_config = ConfigDict(allow_inf_nan=True)  # math.inf rates: an ideal device
 
     name: Text = Field(description="the profile's name")
     description: Text = Field(description="what hardware and mode this is")
@@ -62,6 +64,8 @@ class DeviceProfile(Section):
 
 class LinkProfile(Section):
     """One network link technology, in SI units (bytes/s, seconds)."""
+
+    model_config = ConfigDict(allow_inf_nan=True)  # math.inf rates: an ideal link
 
     name: Text = Field(description="the profile's name")
     description: Text = Field(description="what technology and setting this is")
