@@ -20,6 +20,7 @@ from tqdm import tqdm
 from fedsim.common.errors import UserError
 from fedsim.common.files import load_yaml
 from fedsim.experiment.config import NOT_IN_HASH, Scenario, check_dotted_key, config_hash, with_overrides
+from fedsim.experiment.destination import make_destination
 from fedsim.experiment.results import (
     FinishedRun,
     build_tables,
@@ -123,6 +124,7 @@ def run_sweep(
         _import_ray()
     setups = prepare_points(points) if run_fn is None else [None] * len(points)
     root = results_root(scenario, out_dir)
+    make_destination(root, "output_dir" if out_dir is None else "--out")
     ids = [config_hash(p.resolved()) for p in points]
     finished = load_finished_runs(root)
     todo = [(i, p, setup, run_dir(root, i)) for i, p, setup in zip(ids, points, setups, strict=True)
