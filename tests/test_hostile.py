@@ -334,3 +334,29 @@ def test_hostile_input_through_a_real_process_pool(case: Case, tmp_path: Path) -
     check_one_line(proc.returncode, proc.stdout, proc.stderr, case)
     assert snapshot(tmp_path) == before
 
+
+
+EXTREME_BUT_VALID = {  # whole scenarios; the first hung the engine (a clock too coarse for a 1 Tbit/s link)
+    "fast-link-late-clock": "model: {name: tiny-random}\nparticipants: {n: 4}\nseed: 9223372036854775807\n"
+                            "network: {topology: ring, link: 5g, overrides: {0: {uplink_mbps: 1e6, latency_ms: 5, "
+                            "jitter_ms: 60000}}}\ndecoding: {max_new_tokens: 0}\nengine: {trace: true}\n"
+                            "task: {kind: gsm8k, shots: 0, question_index: 7, chat: true}\n",
+    "slowest-link-longest-waits": TINY + "network: {overrides: {0: {uplink_mbps: 0.001, downlink_mbps: 0.001, "
+                                  "latency_ms: 60000, jitter_ms: 60000}}}\n"
+                                  "faults: {deadline_s: 3600, dropout: {participant: 1, at_s: 3600}}\n"
+                                  "decoding: {max_new_tokens: 2}\n",
+    "sampling-at-the-bounds": TINY + "decoding: {greedy: false, temperature: 0.001, top_k: 257, top_p: 1e-9, "
+                              "max_new_tokens: 2}\nschedule: {r_comp: 1e-9, r_comm: 1e-9, H: 1024}\n",
+}
+
+
+@pytest.mark.parametrize("name", EXTREME_BUT_VALID)
+def test_what_the_bounds_accept_runs_to_the_end(
+    name: str, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The other side of the bounds: values at their edges are real runs, not hangs or crashes."""
+    (tmp_path / "s.yaml").write_text(EXTREME_BUT_VALID[name])
+    monkeypatch.chdir(tmp_path)
+    code = main(["run", "s.yaml", "--backend", "serial", "--no-progress", "--no-plots"])
+    assert code == 0, capsys.readouterr().err
+    assert (tmp_path / "results" / "default" / "runs.parquet").is_file()
