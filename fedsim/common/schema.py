@@ -134,6 +134,7 @@ _PROBLEMS = {
     "bool_parsing": "must be true or false",
     "string_type": "must be a string",
     "string_too_short": "must not be empty",
+    "string_unicode": "must be valid Unicode text (a lone surrogate such as \\ud83d is not)",
     "string_too_long": "must have at most {max_length} characters",
     "too_long": "must have at most {max_length} items",
     "string_pattern_mismatch": "has characters that are not allowed",
