@@ -173,7 +173,7 @@ def test_best_collaborator_is_the_best_of_the_collaborators_means():
 
 @pytest.mark.parametrize("path", AUTHORS_SCENARIOS, ids=lambda p: p.stem)
 def test_authors_grid_scenarios_validate(path: Path):
-    points = expand_grid(load_scenario(path))
+    points = expand_grid(load_scenario(path), max_runs=2000)  # the largest has 1,760 runs: --max-runs 2000
     assert len(points) >= 56 and all(p.model.name == "smollm2-135m-instruct" for p in points)
     assert all(p.decoding.greedy and p.decoding.max_new_tokens == 256 for p in points)
 

@@ -1,12 +1,17 @@
 """CLI: user mistakes are one `error:` line with exit 2 and no results; runs write tables and plots."""
 
+import os
+import signal
+import subprocess
+import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
-from fedsim.cli import main
+from fedsim.cli.app import INTERRUPTED, main
 from fedsim.common.errors import UserError
 from fedsim.sim.profiles import load_devices, load_links
 
@@ -51,7 +56,7 @@ def run_cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, s
     ("schedule: {H: nope}\n", [], "schedule.H: must be an integer (got 'nope')"),
     ("schedule: {Hh: 2}\n", [], "schedule.Hh: unknown key 'Hh'; did you mean 'H'?"),
     ("participants: {device: toaster}\n", [], "participants.device: unknown device profile 'toaster'"),
-    ("network: {overrides: {0: {downlink_mbps: -1}}}\n", [], "network.overrides.0.downlink_mbps: must be > 0"),
+    ("network: {overrides: {0: {downlink_mbps: -1}}}\n", [], "network.overrides.0.downlink_mbps: must be >= 0.001"),
     ("schedule: {H: 0}\n", [], "schedule.H: must be >= 1 (got 0)"),
     ("schedule: [H: 2\n", [], "line 2: invalid YAML"),
     (GOOD, ["--set", "schedule.H=4,0"], "[sweep point schedule.H=0]: schedule.H: must be >= 1 (got 0)"),
@@ -132,3 +137,27 @@ def test_profiles_lists_every_device_and_link_with_its_source(capsys: pytest.Cap
     names = {line.split()[0] for line in lines if line and not line.startswith(" ")}
     assert code == 0 and set(load_devices()) | set(load_links()) <= names
     assert sum(line.startswith("    source: http") for line in lines) == len(load_devices()) + len(load_links())
+
+
+@pytest.mark.parametrize("delay_s", [0.5, 2.0, 5.0])
+def test_ctrl_c_at_any_moment_is_one_line_and_leaves_no_process(tmp_path: Path, delay_s: float) -> None:
+    """Ctrl-C reaches the whole process group (the terminal's way) while modules load, while the pool's workers
+    start and while they run: one line, exit 130, and every worker process gone."""
+    path = scenario_file(tmp_path, "name: demo\nmodel: {name: tiny-random}\ndecoding: {max_new_tokens: 16}\n"
+                                   "sweep: {seed: [" + ", ".join(map(str, range(40))) + "]}\n")
+    argv = [sys.executable, "-m", "fedsim", "run", path, "--out", str(tmp_path / "r"), "--workers", "2",
+            "--no-progress", "--no-plots"]
+    proc = subprocess.Popen(argv, cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])},
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    time.sleep(delay_s)
+    os.killpg(proc.pid, signal.SIGINT)
+    out, err = proc.communicate(timeout=120)
+    assert (proc.returncode, err) == (130, INTERRUPTED + "\n"), err
+    for _ in range(100):  # the group is empty once every worker has exited
+        try:
+            os.killpg(proc.pid, 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.1)
+    else:
+        pytest.fail("worker processes outlived the interrupted command")

@@ -94,7 +94,7 @@ def test_with_overrides_errors_like_yaml(overrides: dict, expected: str) -> None
     ("network: {overrides: {0: {link: wifi7}}}\n",
      "scenario.yaml: network.overrides.0.link: unknown link profile 'wifi7'; did you mean 'wifi6'?"),
     ("network: {overrides: {1: {uplink_mbps: -5}}}\n",
-     "scenario.yaml: network.overrides.1.uplink_mbps: must be > 0 (got -5)"),
+     "scenario.yaml: network.overrides.1.uplink_mbps: must be >= 0.001 (got -5)"),
     ("network: {topology: mash}\n", "scenario.yaml: network.topology: must be one of 'star', 'mesh' or 'ring' "
                                     "(got 'mash'); did you mean 'mesh'?"),
     ("schedule: {r_comp: 0}\n", "scenario.yaml: schedule.r_comp: must be > 0 (got 0)"),

@@ -13,7 +13,8 @@ from sweep_fakes import AXES, FakeRun, calls_without_pid, scenario, table_bytes
 from fedsim.common.errors import UserError
 from fedsim.experiment import identity
 from fedsim.experiment.results import read_results
-from fedsim.experiment.sweep import expand_grid, parse_set, run_sweep
+from fedsim.experiment.scenario_file import parse_set
+from fedsim.experiment.sweep import expand_grid, run_sweep
 from fedsim.experiment.worker import Job, execute_run
 
 

@@ -56,9 +56,9 @@ def test_validate_and_sweep_reject_what_only_the_model_can_tell(tmp_path, capsys
     from fedsim.cli import main
 
     path = tmp_path / "bad.yaml"
-    path.write_text("name: bad\nmodel: {name: tiny-random}\ntask: {kind: retrieval}\nparticipants: {n: 100000}\n")
+    path.write_text("name: bad\nmodel: {name: tiny-random}\ntask: {kind: retrieval}\nparticipants: {n: 1000}\n")
     assert main(["validate", str(path)]) == 2
     assert main(["run", str(path), "--out", str(tmp_path / "out")]) == 2
     errors = capsys.readouterr().err.strip().splitlines()
-    assert len(errors) == 2 and all("participants.n: 100000 exceeds the prompt" in e for e in errors)
+    assert len(errors) == 2 and all("participants.n: 1000 exceeds the prompt" in e for e in errors)
     assert not (tmp_path / "out").exists()

@@ -21,9 +21,10 @@ Model = TypeVar("Model", bound=BaseModel)
 
 
 class Section(BaseModel):
-    """Strict (`H: "4"` and `greedy: yes` are typos to report, not values to coerce), closed, immutable."""
+    """Strict (`H: "4"` and `greedy: yes` are typos to report, not values to coerce), closed, immutable, and
+    finite: `.inf` or `.nan` in any number field is an error (they pass `> 0` checks, then break runs)."""
 
-    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True, allow_inf_nan=False)
 
 
 def validate(model: type[Model], data: Any, source: str, prefix: Sequence[str] = ()) -> Model:
@@ -128,10 +129,14 @@ _PROBLEMS = {
     "int_from_float": "must be an integer",
     "float_type": "must be a number",
     "float_parsing": "must be a number",
+    "finite_number": "must be a finite number",
     "bool_type": "must be true or false",
     "bool_parsing": "must be true or false",
     "string_type": "must be a string",
     "string_too_short": "must not be empty",
+    "string_unicode": "must be valid Unicode text (a lone surrogate such as \\ud83d is not)",
+    "string_too_long": "must have at most {max_length} characters",
+    "too_long": "must have at most {max_length} items",
     "string_pattern_mismatch": "has characters that are not allowed",
     "literal_error": "must be one of {expected}",
     "list_type": "must be a list, e.g. [1, 2, 4]",
@@ -142,6 +147,12 @@ _PROBLEMS = {
     "missing": "is required",
     "value_error": "{error}",
 }
+
+
+def _shown(value: Any, limit: int = 60) -> str:
+    """A value as it appears in an error line: its repr, cut short (a pasted book must not flood the line)."""
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text):,} characters)"
 
 
 def render(err: ValidationError, root: type[BaseModel], source: str, prefix: Sequence[str] = ()) -> UserError:
@@ -171,7 +182,7 @@ def render(err: ValidationError, root: type[BaseModel], source: str, prefix: Seq
         ctx = {k: _number(v) for k, v in first.get("ctx", {}).items()}
         problem = _PROBLEMS.get(kind, first["msg"]).format(**ctx)
     if not isinstance(value, (dict, list)):
-        problem += f" (got {value!r})"
+        problem += f" (got {_shown(value)})"
     fix = f"{dotted([*pre, *place.owner])} is {place.info.description}" if place.info and place.info.description \
         else ""
     if get_origin(place.annotation) is Literal and isinstance(value, str):

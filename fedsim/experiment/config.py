@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from collections.abc import Mapping, Sequence
-from pathlib import Path
+from pathlib import Path, PurePath
 from typing import Annotated, Any, Literal, get_args, get_origin
 
 from pydantic import Field, PrivateAttr, Strict, field_validator
@@ -24,13 +25,24 @@ from fedsim.workloads.registry import WORKLOADS, TaskSection
 NOT_IN_HASH = ("output_dir", "sweep")
 # A sweep axis may not move runs out of the sweep's own results directory or nest sweeps.
 NOT_SWEEPABLE = ("name", "output_dir", "sweep")
+# The largest grid a sweep runs unless asked for more (`--max-runs`); the biggest shipped scenario has 100.
+MAX_RUNS = 1000
+
+# Every number a scenario holds is bounded here (and finite: fedsim.common.schema.Section), so that what
+# validates also runs and tabulates; bounds that need the model (context, vocabulary) are in setup.py.
+MAX_PARTICIPANTS = 1024
+MAX_LAYER = 1023  # layer indices and sync intervals; the largest model fedsim knows has 24 blocks
+MAX_SECONDS = 3600.0  # simulated times (deadlines, dropouts): a prefill takes well under a second
+MAX_LATENCY_MS = 60_000.0  # one minute, far above any real one-way latency (GEO satellite: ~300 ms)
+MBPS_RANGE = (1e-3, 1e6)  # 1 kbit/s .. 1 Tbit/s
 
 # How the prompt becomes tokens (fedsim.experiment.prompt): the authors' one pass over the whole text, or
 # each piece on its own.
 TOKENIZATIONS = ("whole_prompt", "per_piece")
 
 # YAML gives participant indices as ints, JSON (resolved configs) as strings: accept both as dict keys.
-ParticipantIndex = Annotated[int, Strict(False), Field(ge=0)]
+ParticipantIndex = Annotated[int, Strict(False), Field(ge=0, le=MAX_PARTICIPANTS - 1)]
+Participant = Annotated[int, Field(ge=0, le=MAX_PARTICIPANTS - 1)]
 
 
 def _one_of(choices: Sequence[str]) -> str:
@@ -40,7 +52,7 @@ def _one_of(choices: Sequence[str]) -> str:
 class ModelSection(Section):
     name: Literal[MODEL_NAMES] = Field("smollm2-135m-instruct", description=_one_of(MODEL_NAMES))
     kv_bytes_per_element: float = Field(
-        2.0, gt=0, description="bytes per K/V element on the wire, e.g. 2 for fp16/bf16"
+        2.0, ge=0.125, le=8, description="bytes per K/V element on the wire, e.g. 2 for fp16/bf16, in [0.125, 8]"
     )
 
 
@@ -56,20 +68,41 @@ class ParticipantOverride(Section):
     device: str | None = Field(None, min_length=1, description="a device profile name (see `fedsim profiles`)")
 
 
+def _one_key_per_participant(overrides: Any) -> Any:
+    """`{0: ..., "0": ...}` names participant 0 twice: an error, not a silent last-one-wins."""
+    if isinstance(overrides, Mapping):
+        seen: set[Any] = set()
+        for key in overrides:
+            try:
+                index = int(str(key).strip())
+            except ValueError:
+                continue  # not an index: the schema reports it
+            if index in seen:
+                raise ValueError(f"participant {index} is given twice")
+            seen.add(index)
+    return overrides
+
+
 class ParticipantsSection(Section):
-    n: int = Field(4, ge=1, description="the number of participants, an integer >= 1")
+    n: int = Field(4, ge=1, le=MAX_PARTICIPANTS,
+                   description=f"the number of participants, an integer in 1..{MAX_PARTICIPANTS}")
     device: str = Field("jetson-orin-nano", min_length=1, description="a device profile name (`fedsim profiles`)")
     overrides: dict[ParticipantIndex, ParticipantOverride] = Field(
         default_factory=dict, description="per-participant settings, e.g. {0: {device: raspberry-pi-5}}"
     )
+    _distinct = field_validator("overrides", mode="before")(_one_key_per_participant)
 
 
 class LinkOverride(Section):
     link: str | None = Field(None, min_length=1, description="a link profile name (see `fedsim profiles`)")
-    uplink_mbps: float | None = Field(None, gt=0, description="the uplink bandwidth in Mbit/s, a number > 0")
-    downlink_mbps: float | None = Field(None, gt=0, description="the downlink bandwidth in Mbit/s, a number > 0")
-    latency_ms: float | None = Field(None, ge=0, description="the one-way latency in ms, a number >= 0")
-    jitter_ms: float | None = Field(None, ge=0, description="the latency jitter (std) in ms, a number >= 0")
+    uplink_mbps: float | None = Field(None, ge=MBPS_RANGE[0], le=MBPS_RANGE[1],
+                                      description="the uplink bandwidth in Mbit/s, in [0.001, 1e6]")
+    downlink_mbps: float | None = Field(None, ge=MBPS_RANGE[0], le=MBPS_RANGE[1],
+                                        description="the downlink bandwidth in Mbit/s, in [0.001, 1e6]")
+    latency_ms: float | None = Field(None, ge=0, le=MAX_LATENCY_MS,
+                                     description="the one-way latency in ms, in [0, 60000]")
+    jitter_ms: float | None = Field(None, ge=0, le=MAX_LATENCY_MS,
+                                    description="the latency jitter (std) in ms, in [0, 60000]")
 
 
 class NetworkSection(Section):
@@ -78,20 +111,21 @@ class NetworkSection(Section):
     overrides: dict[ParticipantIndex, LinkOverride] = Field(
         default_factory=dict, description="per-participant link settings, e.g. {1: {uplink_mbps: 20}}"
     )
+    _distinct = field_validator("overrides", mode="before")(_one_key_per_participant)
 
 
 class ScheduleSection(Section):
-    H: int = Field(4, ge=1, description="the sync interval in transformer blocks, an integer >= 1")
+    H: int = Field(4, ge=1, le=MAX_LAYER + 1, description="the sync interval in transformer blocks, 1..1024")
     phase: Literal[PHASES] = Field(
         "first", description="which block of each H-window syncs: first (authors' code) or last (paper)"
     )
     placement: Literal[PLACEMENTS] = Field("uniform", description=_one_of(PLACEMENTS))
-    layers: list[Annotated[int, Field(ge=0)]] | None = Field(
+    layers: list[Annotated[int, Field(ge=0, le=MAX_LAYER)]] | None = Field(
         None, description="an explicit list of sync layer indices, or null to derive them from H"
     )
     publisher_H: int | None = Field(
-        None, ge=1, description="the publisher's extra-broadcast interval (any integer >= 1, e.g. 9 with H: 8) or null"
-    )
+        None, ge=1, le=MAX_LAYER + 1,
+        description="the publisher's extra-broadcast interval (any integer >= 1, e.g. 9 with H: 8) or null")
     r_comp: float = Field(1.0, gt=0, le=1, description="the retention ratio of sparse attention, in (0, 1]")
     r_comm: float = Field(1.0, gt=0, le=1, description="the retention ratio of sparse K/V sync, in (0, 1]")
     r_comp_publisher: float | None = Field(
@@ -106,27 +140,32 @@ class ScheduleSection(Section):
 
 
 class DecodingSection(Section):
-    max_new_tokens: int = Field(32, ge=0, description="the number of tokens to generate, an integer >= 0")
+    max_new_tokens: int = Field(32, ge=0, le=65_536, description="the number of tokens to generate, 0..65536 "
+                                "(and within the model's context)")
     greedy: bool = Field(True, description="true for argmax decoding, false to sample")
-    temperature: float = Field(0.2, gt=0, description="the sampling temperature, a number > 0")
-    top_k: int = Field(20, ge=0, description="top-k sampling cut-off, an integer >= 0 (0 = off)")
+    temperature: float = Field(0.2, ge=1e-3, le=1e3,
+                               description="the sampling temperature, in [0.001, 1000] (greedy: true for argmax)")
+    top_k: int = Field(20, ge=0, le=2**20,
+                       description="top-k sampling cut-off, 0 (off) up to the model's vocabulary size")
     top_p: float = Field(0.9, gt=0, le=1, description="nucleus sampling mass, in (0, 1]")
     sampler: Literal["authors", "transformers"] = Field(  # fedsim.fedattn.sampling.SAMPLERS
         "authors", description="the top-k/top-p rule when sampling: authors or transformers (docs/authors.md)"
     )
-    responder: Literal["publisher"] | Annotated[int, Field(ge=0)] = Field(
+    responder: Literal["publisher"] | Participant = Field(
         "publisher", description="who generates the answer: 'publisher' or a participant index"
     )
 
 
 class Dropout(Section):
-    participant: int | None = Field(None, ge=0, description="the participant that drops out")
-    at_s: float | None = Field(None, ge=0, description="the simulated time of the dropout in seconds")
+    participant: Participant | None = Field(None, description="the participant that drops out")
+    at_s: float | None = Field(None, ge=0, le=MAX_SECONDS,
+                               description="the simulated time of the dropout in seconds, in [0, 3600]")
     probability: float | None = Field(None, ge=0, le=1, description="a per-participant dropout probability")
 
 
 class FaultsSection(Section):
-    deadline_s: float | None = Field(None, gt=0, description="the K/V arrival deadline in seconds, or null")
+    deadline_s: float | None = Field(None, gt=0, le=MAX_SECONDS,
+                                     description="the K/V arrival deadline in seconds, in (0, 3600], or null")
     dropout: Dropout | None = Field(
         None, description="{participant: 2, at_s: 0.1} or {probability: 0.2}, or null for none"
     )
@@ -140,9 +179,9 @@ class EngineSection(Section):
 class Scenario(Section):
     """One validated scenario; `sweep` lists grid axes, every other key describes a single run."""
 
-    name: str = Field("default", pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$",
-                      description="the results folder name: letters, digits, '.', '_' and '-'")
-    seed: int = Field(0, ge=0, description="the random seed, an integer >= 0")
+    name: str = Field("default", pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$", max_length=100,
+                      description="the results folder name: up to 100 letters, digits, '.', '_' and '-'")
+    seed: int = Field(0, ge=0, le=2**63 - 1, description="the random seed, an integer in 0..2^63-1")
     model: ModelSection = Field(default_factory=ModelSection, description="a mapping, e.g. {name: qwen2.5-0.5b}")
     task: TaskSection = Field(default_factory=WORKLOADS["gsm8k"].params,
                               description="a mapping, e.g. {kind: gsm8k, shots: 4}")
@@ -156,10 +195,12 @@ class Scenario(Section):
     sweep: dict[str, list[Any]] = Field(
         default_factory=dict, description="a mapping of dotted keys to value lists, e.g. {schedule.H: [1, 2, 4]}"
     )
-    output_dir: str = Field("results", min_length=1, description="the folder that receives results/<name>/")
-    profiles: list[str] = Field(
-        default_factory=list, description="extra device/link profile files (`devices:` and `links:` tables, as "
-        "`fedsim calibrate` writes them), relative to the scenario file")
+    output_dir: str = Field("results", min_length=1, max_length=1024,
+                            description="the folder that receives <output_dir>/<name>/, relative to the working "
+                                        "directory; only --out on the command line may point elsewhere")
+    profiles: list[Annotated[str, Field(min_length=1, max_length=4096)]] = Field(
+        default_factory=list, max_length=64, description="extra device/link profile files (`devices:` and `links:` "
+        "tables, as `fedsim calibrate` writes them), relative to the scenario file")
 
     _source: str = PrivateAttr("<scenario>")
 
@@ -168,6 +209,14 @@ class Scenario(Section):
     def _default_task_kind(cls, value: Any) -> Any:
         """`task: {shots: 4}` means gsm8k, the default kind."""
         return {"kind": "gsm8k", **value} if isinstance(value, Mapping) and "kind" not in value else value
+
+    @field_validator("output_dir")
+    @classmethod
+    def _inside_working_directory(cls, value: str) -> str:
+        """A scenario file may come from anyone: it may not send results outside the results root."""
+        if "\0" in value or PurePath(value).is_absolute() or ".." in PurePath(value).parts:
+            raise ValueError("must be a folder inside the working directory (relative, no '..', no NUL)")
+        return value
 
     @property
     def source(self) -> str:
@@ -216,6 +265,17 @@ def with_overrides(scenario: Scenario, overrides: Mapping[str, Any], source: str
     result = validate_scenario(data, source=label)
     result._source = scenario.source
     return result
+
+
+def check_grid_size(scenario: Scenario, axes: Mapping[str, Sequence[Any]] | None = None,
+                    max_runs: int = MAX_RUNS) -> int:
+    """The number of grid points (the scenario's `sweep:` axes, replaced or extended by `axes`), checked
+    against `max_runs` before any point is built: a slip such as a million-value axis is one line, not a hang."""
+    size = math.prod(len(values) for values in {**scenario.sweep, **dict(axes or {})}.values())
+    if size > max_runs:
+        raise UserError("sweep", f"the grid has {size:,} runs, more than the limit of {max_runs:,}",
+                        f"sweep fewer values, or pass --max-runs {size} to run them all", scenario.source)
+    return size
 
 
 def check_dotted_key(key: str, source: str) -> list[str]:

@@ -50,8 +50,11 @@ def _link(sc: Scenario, p: int, links: dict[str, LinkProfile]) -> LinkProfile:
     link = get_link(over.link if over and over.link else sc.network.link, links)
     if over is None:
         return link
-    return override_link(link, uplink_mbps=over.uplink_mbps, downlink_mbps=over.downlink_mbps,
-                         latency_ms=over.latency_ms, jitter_ms=over.jitter_ms)
+    try:
+        return override_link(link, uplink_mbps=over.uplink_mbps, downlink_mbps=over.downlink_mbps,
+                             latency_ms=over.latency_ms, jitter_ms=over.jitter_ms)
+    except UserError as err:  # name the scenario's field, not the profile's SI field it maps to
+        raise UserError(f"network.overrides.{p}", f"{err.field}: {err.problem}", err.fix) from None
 
 
 def _dropouts(sc: Scenario) -> tuple[tuple[int, float], ...]:

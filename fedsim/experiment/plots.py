@@ -22,6 +22,7 @@ from matplotlib.ticker import NullLocator
 
 from fedsim.common.files import atomic_write
 from fedsim.experiment.config import Scenario
+from fedsim.experiment.destination import check_destination
 from fedsim.experiment.records import QUALITY_METRICS, Metric, best_collaborator
 from fedsim.experiment.results import read_results
 from fedsim.fedattn.schedule import PLACEMENTS
@@ -185,6 +186,7 @@ def plot_results(results_dir: str | Path) -> list[Path]:
     `REPLICATE_AXES`, are averaged over); a latency vs quality (Pareto) plot and an energy vs quality
     plot are drawn whenever there is more than one setting.
     """
+    check_destination(Path(results_dir), "RESULTS_DIR")  # writes go into it: no links, no files in the way
     runs, participants = read_results(results_dir)
     out = Path(results_dir) / "plots"
     varying = _varying(runs)

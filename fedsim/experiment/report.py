@@ -18,6 +18,7 @@ import pandas as pd
 import fedsim
 from fedsim.common.files import atomic_write
 from fedsim.experiment.config import Scenario
+from fedsim.experiment.destination import check_destination
 from fedsim.experiment.records import QUALITY_METRICS
 from fedsim.experiment.results import ResultsFolder, read_results
 
@@ -46,6 +47,7 @@ figcaption { font-size: .85em; color: #555; } .wide { overflow-x: auto; }
 def write_report(results_dir: str | Path) -> Path:
     """Write `<results_dir>/report.html` from the finished runs, the plots and the traces; returns its path."""
     root = Path(results_dir)
+    check_destination(root, "RESULTS_DIR")  # writes go into it: no links, no files in the way
     runs, _ = read_results(root)
     path = root / REPORT
     atomic_write(path, render_report(root, runs).encode("utf-8"))
@@ -173,7 +175,7 @@ def _text(value: object) -> str:
 
 
 def _rel(path: Path, root: Path) -> str:
-    return path.relative_to(root).as_posix()
+    return path.absolute().relative_to(root.absolute()).as_posix()
 
 
 def _e(text: object) -> str:

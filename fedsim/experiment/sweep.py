@@ -22,9 +22,9 @@ from filelock import FileLock
 from tqdm import tqdm
 
 from fedsim.common.errors import UserError
-from fedsim.common.files import load_yaml
 from fedsim.experiment.backends import check_backend, open_backend
-from fedsim.experiment.config import Scenario, check_dotted_key, config_hash, with_overrides
+from fedsim.experiment.config import MAX_RUNS, Scenario, check_grid_size, config_hash, with_overrides
+from fedsim.experiment.destination import check_destination, make_destination
 from fedsim.experiment.identity import run_identity, run_key
 from fedsim.experiment.results import ResultsFolder, RunTables, build_tables
 from fedsim.experiment.worker import Job, RunFn, execute_run
@@ -32,27 +32,15 @@ from fedsim.experiment.worker import Job, RunFn, execute_run
 _POLL_S = 0.5  # how often a sweep looks again at runs that another sweep is computing
 
 
-def parse_set(arg: str) -> tuple[str, list[Any]]:
-    """'schedule.H=1,2,4' -> ('schedule.H', [1, 2, 4]); values are YAML, so null, 1e-3, {p: 0.2} work."""
-    key, sep, text = arg.partition("=")
-    key = key.strip()
-    if not sep or not key or not text.strip():
-        raise UserError(arg, "expected KEY=VALUE[,VALUE...]", "e.g. --set schedule.H=1,2,4,8", "--set")
-    check_dotted_key(key, "--set")
-    try:
-        values = load_yaml(f"[{text}]")
-    except Exception:  # any YAML error: the message below says what was expected
-        raise UserError(key, f"cannot parse the values {text!r}",
-                        "separate YAML values with commas, e.g. 1,2,4 or null,{probability: 0.2}", "--set") from None
-    return key, values
-
-
-def expand_grid(scenario: Scenario, axes: Mapping[str, Sequence[Any]] | None = None) -> list[Scenario]:
+def expand_grid(scenario: Scenario, axes: Mapping[str, Sequence[Any]] | None = None,
+                max_runs: int = MAX_RUNS) -> list[Scenario]:
     """Every point of the grid: the scenario's `sweep:` axes, overridden/extended by `axes`.
 
     Cartesian product with the first axis varying slowest; every point is validated (before anything
-    runs) and has an empty `sweep`; duplicate points are dropped.
+    runs) and has an empty `sweep`; duplicate points are dropped. A grid over `max_runs` is refused
+    before a single point is built.
     """
+    check_grid_size(scenario, axes, max_runs)
     base = with_overrides(scenario, {"sweep": {**scenario.sweep, **{k: list(v) for k, v in (axes or {}).items()}}})
     keys = list(base.sweep)
     points: dict[str, Scenario] = {}
@@ -78,6 +66,7 @@ def run_sweep(
     run_fn: RunFn | None = None,
     progress: bool = True,
     scheduler: str | None = None,
+    max_runs: int = MAX_RUNS,
 ) -> pd.DataFrame:
     """Run every grid point that has not finished yet; returns the runs table of this grid.
 
@@ -85,11 +74,14 @@ def run_sweep(
     `.attrs["skipped"]`, the runs computed now in `.attrs["ran"]`). Each finished run adds its rows to the
     folder's tables, so an interrupt loses only unfinished runs. `run_fn(scenario, setup)` defaults to
     fedsim.experiment.run.run_scenario; `backend` and `scheduler` are described in fedsim.experiment.backends.
+    A grid over `max_runs` is refused.
     """
-    points = expand_grid(scenario, axes)
+    points = expand_grid(scenario, axes, max_runs)
     check_backend(backend, scheduler)
     setups = prepare_points(points) if run_fn is None else [None] * len(points)
-    folder = ResultsFolder(results_root(scenario, out_dir))
+    root = results_root(scenario, out_dir)
+    make_destination(root, "output_dir" if out_dir is None else "--out")
+    folder = ResultsFolder(root)
     identities = [run_identity(p.resolved()) for p in points]
     ids = [run_key(p.resolved(), identity) for p, identity in zip(points, identities, strict=True)]
     folder.tidy()
@@ -167,3 +159,14 @@ def prepare_points(points: Sequence[Scenario]) -> list[Any]:
         except UserError as err:
             raise err.at(point.source) from None
     return setups
+
+
+def validate_grid(scenario: Scenario, axes: Mapping[str, Sequence[Any]] | None = None,
+                  max_runs: int = MAX_RUNS) -> tuple[list[Scenario], Path]:
+    """What `validate` checks without running anything: the grid, every point's setup (the model's depth and
+    the tokenized prompt) and where the results would go. Returns the points and that folder."""
+    points = expand_grid(scenario, axes, max_runs)
+    prepare_points(points)
+    root = results_root(scenario)
+    check_destination(root, "output_dir")
+    return points, root

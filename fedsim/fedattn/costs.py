@@ -226,3 +226,26 @@ def paper_costs(cfg: ModelConfig, sizes: Sequence[int], publisher: int, schedule
             mem_decode_bytes=sum(paper_kv_bytes(cfg, keys + g, b) for keys in t_kv) + final_ws,
         ))
     return out
+
+
+def simulation_memory_bytes(cfg: ModelConfig, n_tokens: int, n_participants: int, max_new_tokens: int) -> float:
+    """Host memory one simulated run needs (fp32 torch on this machine, not the simulated devices): the
+    pre-flight refuses a run that cannot fit before anything is written. An upper estimate of today's math:
+
+    - weights: every parameter in fp32;
+    - per block, kept for the whole run by the FedAttn prefill and by the centralized reference: hidden
+      states and K/V, `2 * n_layers * L * (d_model + 2 kv_dim) * 4`;
+    - the dense attention of one block over L = prompt + new tokens (fedsim.fedattn.prefill evaluates the
+      [L, L] product for all participants in one masked pass): scores and probabilities per head in fp32
+      plus a few [L, L] boolean masks, `(8 n_heads + 8) * L^2`; and the FFN activations, `3 * L * d_ff * 4`;
+    - decoding and quality, batched over the N responders for T = max_new_tokens steps: logits
+      `N * T * vocab * 4`, attention `2 * N * n_heads * T * L * 4` and generated K/V.
+
+    Change it together with the math: it is the one place that says how memory grows.
+    """
+    L, N, T = n_tokens + max_new_tokens, n_participants, max_new_tokens
+    weights = model_weight_bytes(cfg, Precision(weight_bytes=4.0))
+    kept = 2 * cfg.n_layers * L * (cfg.d_model + 2 * cfg.kv_dim) * 4.0
+    attention = (8.0 * cfg.n_heads + 8.0) * L * L + 3 * L * cfg.d_ff * 4.0
+    decode = N * T * (cfg.vocab_size + 2 * cfg.n_heads * L + 2 * cfg.n_layers * cfg.kv_dim) * 4.0
+    return weights + kept + attention + decode

@@ -30,6 +30,7 @@ class ModelConfig:
     norm_eps: float
     qkv_bias: bool = False
     tied_embeddings: bool = True
+    context_length: int = 8192  # positions the model was trained for (GGUF `<arch>.context_length`)
 
     @property
     def head_dim(self) -> int:

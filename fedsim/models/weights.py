@@ -27,7 +27,7 @@ from fedsim.models.catalog import cache_dir, file_digest
 from fedsim.models.transformer import ModelConfig
 
 SUPPORTED_ARCHS = ("llama", "qwen2")
-CACHE_FORMAT = 1  # bump when the cached layout changes
+CACHE_FORMAT = 2  # bump when the cached layout changes
 
 
 def _field(reader: GGUFReader, key: str, default=None):
@@ -58,6 +58,7 @@ def read_config(reader: GGUFReader) -> ModelConfig:
         norm_eps=float(_field(reader, f"{arch}.attention.layer_norm_rms_epsilon")),
         qkv_bias="blk.0.attn_q.bias" in names,
         tied_embeddings="output.weight" not in names,
+        context_length=int(_field(reader, f"{arch}.context_length", ModelConfig.context_length)),
     )
 
 

@@ -146,5 +146,8 @@ class Channel:
         self._speed = 1.0 / self._inv_sum
         now = self._env.now
         horizon = min((heap[0][0] - self._v) / self._speed, self._next_change - now)
+        # At least one tick of the clock: late in a long simulation a fast link's last bytes can take less
+        # than the float spacing of `now`, and a zero step would wake the channel forever without progress.
+        horizon = max(horizon, math.ulp(now))
         plan = self._plan
         self._env.timeout(horizon).callbacks.append(lambda _ev: self._wake(plan))

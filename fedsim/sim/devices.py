@@ -7,7 +7,7 @@ from __future__ import annotations
 import bisect
 from typing import Annotated, Literal, NamedTuple, Protocol
 
-from pydantic import Field, StringConstraints, model_validator
+from pydantic import ConfigDict, Field, StringConstraints, model_validator
 
 from fedsim.common.schema import Section
 
@@ -39,6 +39,8 @@ class BlockTimes(NamedTuple):
 
 class DeviceProfile(Section):
     """One device's compute/memory roofline plus its per-message software cost."""
+
+    model_config = ConfigDict(allow_inf_nan=True)  # math.inf rates: an ideal device
 
     name: Text = Field(description="the profile's name")
     description: Text = Field(description="what hardware and mode this is")

@@ -17,7 +17,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, TypeVar
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import ConfigDict, Field, field_validator, model_validator
 
 from fedsim.common.errors import UserError
 from fedsim.common.files import load_yaml
@@ -42,6 +42,8 @@ def nj(value: float | None) -> float | None:
 
 class LinkProfile(Section):
     """One network link technology, in SI units (bytes/s, seconds)."""
+
+    model_config = ConfigDict(allow_inf_nan=True)  # math.inf rates: an ideal link
 
     name: Text = Field(description="the profile's name")
     description: Text = Field(description="what technology and setting this is")

@@ -53,7 +53,7 @@ class RetrievalParams(TaskParams):
     kind: Literal["retrieval"]
     n_facts: int = Field(4, ge=1, le=MAX_FACTS,
                          description=f"the number of facts (1 queried + distractors), 1..{MAX_FACTS}")
-    fact_piece: Literal["random"] | Annotated[int, Field(ge=0)] = Field(
+    fact_piece: Literal["random"] | Annotated[int, Field(ge=0, le=63)] = Field(
         "random", description="the context piece holding the queried fact: 'random' or an index")
     n_context_pieces: int = Field(3, ge=1, le=64, description="the number of context pieces, 1..64")
     filler_sentences: int = Field(2, ge=0, le=len(FILLERS),
