@@ -83,7 +83,11 @@ class ScheduleSection(Section):
     publisher_H: int | None = Field(None, ge=1, description="the publisher-broadcast interval, an integer >= 1 or null")
     r_comp: float = Field(1.0, gt=0, le=1, description="the retention ratio of sparse attention, in (0, 1]")
     r_comm: float = Field(1.0, gt=0, le=1, description="the retention ratio of sparse K/V sync, in (0, 1]")
-    publisher_dense: bool = Field(False, description="whether the publisher keeps dense attention")
+    r_comp_publisher: float | None = Field(
+        None, gt=0, le=1, description="the publisher's own r_comp, in (0, 1], or null for the same as r_comp")
+    r_comm_publisher: float | None = Field(
+        None, gt=0, le=1, description="the publisher's own r_comm, in (0, 1], or null for the same as r_comm")
+    publisher_dense: bool = Field(False, description="shorthand for both publisher ratios 1.0")
 
 
 class DecodingSection(Section):

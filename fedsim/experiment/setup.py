@@ -45,6 +45,7 @@ def prepare(sc: Scenario) -> RunSetup:
     s, d = sc.schedule, sc.decoding
     schedule = make_schedule(lm.cfg.n_layers, s.H, phase=s.phase, placement=s.placement, layers=s.layers,
                              publisher_H=s.publisher_H, r_comp=s.r_comp, r_comm=s.r_comm,
+                             r_comp_publisher=s.r_comp_publisher, r_comm_publisher=s.r_comm_publisher,
                              publisher_dense=s.publisher_dense)
     return RunSetup(
         run_id=config_hash(sc.resolved()), model=sc.model.name, prompt=prompt, schedule=schedule, seed=sc.seed,

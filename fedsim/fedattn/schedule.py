@@ -22,9 +22,10 @@ class Schedule:
     n_layers: int
     sync_layers: frozenset[int]
     publisher_layers: frozenset[int] = frozenset()
-    r_comp: float = 1.0  # fraction of its own tokens a participant keeps as keys for local attention
+    r_comp: float = 1.0  # fraction of its own tokens a participant keeps (fedsim.fedattn.sparsity)
     r_comm: float = 1.0  # fraction of its kept tokens a participant shares at each sync
-    publisher_dense: bool = False  # asymmetric sparsity: the publisher keeps and shares everything
+    r_comp_publisher: float | None = None  # the publisher's own ratios; None: the collaborators'
+    r_comm_publisher: float | None = None
 
     def kind(self, layer: int) -> str:
         if layer in self.sync_layers:
@@ -90,13 +91,22 @@ def make_schedule(
     publisher_H: int | None = None,
     r_comp: float = 1.0,
     r_comm: float = 1.0,
+    r_comp_publisher: float | None = None,
+    r_comm_publisher: float | None = None,
     publisher_dense: bool = False,
 ) -> Schedule:
-    """Build and validate a schedule. `layers` (an explicit list) overrides `H`/`placement`."""
+    """Build and validate a schedule. `layers` (an explicit list) overrides `H`/`placement`;
+    `publisher_dense` is shorthand for both publisher ratios 1.0."""
     if not isinstance(H, int) or H < 1:
         raise UserError("schedule.H", f"must be an integer >= 1 (got {H!r})", "H=1 syncs every block")
-    for name, r in (("r_comp", r_comp), ("r_comm", r_comm)):
-        if not 0.0 < r <= 1.0:
+    if publisher_dense:
+        if {r_comp_publisher, r_comm_publisher} - {None, 1.0}:
+            raise UserError("schedule.publisher_dense", "contradicts r_comp_publisher / r_comm_publisher < 1",
+                            "drop publisher_dense or the publisher ratios")
+        r_comp_publisher = r_comm_publisher = 1.0
+    for name, r in (("r_comp", r_comp), ("r_comm", r_comm), ("r_comp_publisher", r_comp_publisher),
+                    ("r_comm_publisher", r_comm_publisher)):
+        if r is not None and not 0.0 < r <= 1.0:
             raise UserError(f"schedule.{name}", f"must be in (0, 1] (got {r})", "1.0 means dense")
     if layers is not None:
         sync = sorted(set(int(x) for x in layers))
@@ -111,4 +121,6 @@ def make_schedule(
             raise UserError("schedule.publisher_H", f"must be an integer in [1, H={H}) (got {publisher_H!r})",
                             "the publisher's extra syncs come between the uniform ones")
         publisher = [x for x in range(0, n_layers, publisher_H) if x not in sync]
-    return Schedule(n_layers, frozenset(sync), frozenset(publisher), float(r_comp), float(r_comm), publisher_dense)
+    return Schedule(n_layers, frozenset(sync), frozenset(publisher), float(r_comp), float(r_comm),
+                    None if r_comp_publisher is None else float(r_comp_publisher),
+                    None if r_comm_publisher is None else float(r_comm_publisher))
