@@ -20,14 +20,17 @@ import statistics
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
-from fedsim.fedattn.partition import partition_pieces
-from fedsim.fedattn.prefill import FedAttnPrefill
-from fedsim.fedattn.schedule import make_schedule
-from fedsim.models.loading import load_model
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout's fedsim, not an installed one
+
+from fedsim.fedattn.partition import partition_pieces  # noqa: E402
+from fedsim.fedattn.prefill import FedAttnPrefill  # noqa: E402
+from fedsim.fedattn.schedule import make_schedule  # noqa: E402
+from fedsim.models.loading import load_model  # noqa: E402
 
 MODEL = "smollm2-135m-instruct"
 

@@ -145,3 +145,16 @@ def test_publisher_blocks_at_an_interval_beyond_H_equal_dense_masks(tiny_model):
     for row, r in enumerate((0, 3)):
         dense = dense_run(tiny_model, pf.tokens.tolist() + cont[:-1], decode_masks(pf, everyone, r, 2))
         assert (teacher[row] - tiny_model.logits(dense)[0, -3:]).abs().max() < 1e-4
+
+
+def test_scenario_publisher_ratios_reach_the_schedule():
+    from fedsim.experiment.config import validate_scenario
+    from fedsim.experiment.setup import prepare
+
+    base = {"model": {"name": "tiny-random"}, "task": {"kind": "retrieval"}}
+    schedule = prepare(validate_scenario({**base, "schedule": {"r_comm_publisher": 0.5}})).schedule
+    assert (schedule.r_comp_publisher, schedule.r_comm_publisher) == (None, 0.5)
+    dense = prepare(validate_scenario({**base, "schedule": {"r_comp": 0.5, "publisher_dense": True}})).schedule
+    assert (dense.r_comp, dense.r_comp_publisher, dense.r_comm_publisher) == (0.5, 1.0, 1.0)
+    with pytest.raises(UserError, match="r_comp_publisher"):
+        validate_scenario({**base, "schedule": {"r_comp_publisher": 1.5}})

@@ -66,9 +66,8 @@ def _fidelity(prefill: FedAttnPrefill, ref: Reference, who: Sequence[int], score
     top1: list[float] = []
     for start in range(0, len(who), per_batch):
         logits = prefill.continuation_logits(who[start:start + per_batch], scored)
-        ref_logits = ref.logits[None].expand_as(logits)
-        kl += kl_per_position(ref_logits, logits).mean(-1).tolist()
-        top1 += top1_agreement(ref_logits, logits).tolist()
+        kl += kl_per_position(ref.logits[None], logits).mean(-1).tolist()  # the reference broadcasts
+        top1 += top1_agreement(ref.logits[None], logits).tolist()
     return kl, top1
 
 
