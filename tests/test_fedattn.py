@@ -158,3 +158,40 @@ def test_prefix_cache_reuses_shared_blocks_exactly(tiny_model, tokens):
     assert not torch.equal(a.last_logits(), b.last_logits())
 
 
+
+
+def test_prefix_cache_skips_entries_too_large_to_share():
+    cache = PrefixCache(max_bytes=8_000)
+    cache.put("small", (torch.zeros(200),))  # 800 bytes: at most max_bytes / 8
+    cache.put("large", (torch.zeros(300),))  # 1,200 bytes would crowd out everything else
+    assert list(cache.entries) == ["small"] and cache.nbytes == 800
+
+
+LONG_PROMPT = """
+import resource, torch
+from fedsim.fedattn.partition import partition_pieces
+from fedsim.fedattn.prefill import FedAttnPrefill
+from fedsim.fedattn.schedule import make_schedule
+from fedsim.models.loading import load_model
+torch.set_num_threads(1)
+model = load_model("tiny-random").model
+L = 40_000
+part = partition_pieces([L], ["question"], 60, "contiguous")
+tokens = torch.randint(0, model.cfg.vocab_size, (L,), generator=torch.Generator().manual_seed(0))
+pf = FedAttnPrefill(model, tokens, part, make_schedule(8, H=4, r_comm=0.01, r_comp=0.9)).run()
+assert torch.isfinite(pf.last_logits()).all()
+print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
+"""
+
+
+def test_a_long_prompt_needs_memory_linear_in_its_length():
+    """40,000 tokens: one [L, L] bool tensor alone would be 1.6 GB; the whole run stays far below that."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    out = subprocess.run([sys.executable, "-c", LONG_PROMPT], capture_output=True, text=True, check=True,
+                         cwd=root, env={**os.environ, "PYTHONPATH": str(root)})
+    assert int(out.stdout.split()[-1]) < 1.0e9

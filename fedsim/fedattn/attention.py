@@ -115,17 +115,17 @@ def block_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, kept: tor
 class PromptView:
     """How B responders read one block's prompt K/V, which is stored once ([1, L, Hk, d]), never per responder.
 
-    `visible` [B, L]: the prompt keys each responder holds at this block. When every responder holds at most
-    `gather_below` of the prompt (local blocks: about L/N each), its keys are gathered once per generation
-    into [B, K, Hk, d] (K = the largest set; shorter rows masked), about one prompt cache in all. Otherwise
-    every responder reads the one shared cache: folded into the rows of a single call (no mask when every
-    key is visible, else an additive [B, L] mask), or batched over a stride-0 view for several tokens."""
+    `visible` [B, L]: the prompt keys each responder holds at this block. Where the responders hold few keys
+    each (local blocks: about L/N), each one's keys are gathered once per generation into [B, K, Hk, d]
+    (K = the largest set; shorter rows masked), as long as that is at most `gather_limit` prompt caches in
+    all. Otherwise every responder reads the one shared cache: folded into the rows of a single call (no
+    mask when every key is visible, else an additive [B, L] mask), or batched over a stride-0 view."""
 
-    def __init__(self, k: torch.Tensor, v: torch.Tensor, visible: torch.Tensor, gather_below: float = 0.5):
+    def __init__(self, k: torch.Tensor, v: torch.Tensor, visible: torch.Tensor, gather_limit: float = 3.0):
         B, L = visible.shape
         counts = visible.sum(1)
         widest = int(counts.max())
-        self.gathered = widest <= gather_below * L
+        self.gathered = widest < L and B * widest <= gather_limit * L
         if self.gathered:
             valid = torch.arange(widest)[None] < counts[:, None]
             idx = torch.zeros(B, widest, dtype=torch.long)
@@ -144,8 +144,7 @@ class PromptView:
         if self.mask is not None and T > 1:
             wide = self.k.expand(B, -1, -1, -1), self.v.expand(B, -1, -1, -1)
             return flash(q, *wide, mask=self.mask[:, None, None])
-        mask = None if self.mask is None else self.mask.repeat_interleave(T, dim=0)  # [B * T, L]
-        o, lse = flash(q.reshape(1, B * T, H, d), self.k, self.v, mask=mask)
+        o, lse = flash(q.reshape(1, B * T, H, d), self.k, self.v, mask=self.mask)  # T == 1 if masked
         return o.reshape(B, T, H, d), lse.reshape(B, T, H)
 
 
