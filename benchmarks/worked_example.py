@@ -36,10 +36,14 @@ from fedsim.fedattn.costs import (
 )
 from fedsim.models.loading import load_model
 from fedsim.models.transformer import ModelConfig
-from fedsim.sim.profiles import DeviceProfile, LinkProfile, get_device, get_link
+from fedsim.sim.devices import DeviceProfile
+from fedsim.sim.profiles import LinkProfile, get_device, get_link
 
 SCENARIO = Path(__file__).resolve().parent.parent / "scenarios" / "worked_example.yaml"
 REL_TOL = 1e-9  # engine and hand agree when they differ by less than this fraction (float rounding only)
+# Times read off the Chrome trace are whole nanoseconds (fedsim/sim/trace.py): a duration there is the
+# difference of two rounded times, so a sum of two is within 2 ns of the engine's exact value.
+TRACE_TOL_S = 2e-9
 
 
 @dataclass(frozen=True)
@@ -60,6 +64,9 @@ class Hand:
     decode_step_s: list[float]  # token s = 1..n_decode-1: the whole model for one token
     ttft_s: float
     decode_mean_s: float
+    energy_compute_j: float  # every participant's prefill: active power computing, idle power waiting
+    energy_decode_j: float  # the responder's decode on top: active power for every token
+    energy_radio_j: float  # every participant: bits sent x uplink J/bit + bits received x downlink J/bit
 
 
 def roofline(dev: DeviceProfile, flops: float, nbytes: float) -> float:
@@ -113,8 +120,12 @@ def hand_numbers(cfg: ModelConfig, dev: DeviceProfile, link: LinkProfile, sizes:
         keys = prompt_keys + cfg.n_layers * s  # + the s generated tokens' K/V at every block
         flops = cfg.n_layers * (qkv1 + rest1) + attention_flops(cfg, keys) + lm_head_flops(cfg)
         steps.append(roofline(dev, flops, model_weight_bytes(cfg, prec) + keys * kv_tok))
+    energy_compute = dev.active_power_w * compute + dev.idle_power_w * (prefill - compute)
+    energy_decode = dev.active_power_w * (lm_head + sum(steps))
+    bits_sent, bits_received = 8 * n_sync * kv, 8 * n_sync * (n_part - 1) * kv
+    energy_radio = bits_sent * link.uplink_j_per_bit + bits_received * link.downlink_j_per_bit
     return Hand(qkv, flops_local, flops_sync, pre, post_local, post_sync, kv, exchange, compute, prefill, lm_head,
-                steps, prefill + lm_head, sum(steps) / len(steps))
+                steps, prefill + lm_head, sum(steps) / len(steps), energy_compute, energy_decode, energy_radio)
 
 
 def _events(trace: dict[str, Any]) -> list[dict[str, Any]]:
@@ -134,8 +145,7 @@ def engine_numbers(rec: RunRecords, n_layers: int, kinds: list[str]) -> dict[str
         pre = [comp[(p, f"L{layer} pre")]["dur"] / 1e6 for layer in range(n_layers)]
         local = [comp[(p, f"L{layer} post")]["dur"] / 1e6 for layer in range(n_layers) if kinds[layer] == "local"]
         sync = [comp[(p, f"L{layer} post")]["dur"] / 1e6 for layer in range(n_layers) if kinds[layer] == "sync"]
-        out["uniform"] &= max(pre) - min(pre) < REL_TOL * max(pre) and max(local) - min(local) < REL_TOL * max(local) \
-            and max(sync) - min(sync) < REL_TOL * max(sync)
+        out["uniform"] &= all(max(t) - min(t) <= TRACE_TOL_S for t in (pre, local, sync))
         out["pre"].append(pre[0])
         out["post_local"].append(local[0])
         out["post_sync"].append(sync[0])
@@ -147,7 +157,7 @@ def engine_numbers(rec: RunRecords, n_layers: int, kinds: list[str]) -> dict[str
     hops = [e for e in ev if e["cat"] == "transfer" and e["name"].startswith("L0 ")]
     out["uplink_hop"] = max(e["dur"] for e in hops if e["pid"] < n) / 1e6  # sender -> hub
     out["downlink_hop"] = max(e["dur"] for e in hops if e["pid"] == n) / 1e6  # hub -> each receiver
-    out["kv_bytes"] = [b / len(x.split(",")) for b, x in zip(parts.exposed_bytes, parts.exposed_layers, strict=True)]
+    out["kv_bytes"] = [b / len(x) for b, x in zip(parts.exposed_bytes, parts.exposed_layers, strict=True)]
     resp = parts[parts.responder]
     out["prefill"] = parts.prefill_s.tolist()
     out["ttft"] = float(resp.ttft_s.iloc[0])
@@ -161,21 +171,22 @@ def engine_numbers(rec: RunRecords, n_layers: int, kinds: list[str]) -> dict[str
     return out
 
 
-def _agree(engine: float | list[float], hand: float | list[float]) -> str:
+def _agree(engine: float | list[float], hand: float | list[float], abs_tol: float = 0.0) -> str:
     e = engine if isinstance(engine, list) else [engine]
     h = hand if isinstance(hand, list) else [hand] * len(e)
-    ok = all(abs(a - b) <= REL_TOL * max(abs(a), abs(b), 1e-30) for a, b in zip(e, h, strict=True))
+    ok = all(abs(a - b) <= max(REL_TOL * max(abs(a), abs(b), 1e-30), abs_tol) for a, b in zip(e, h, strict=True))
     return "agree" if ok else "DIFFER"
 
 
 def _row(label: str, engine: float | list[float], hand: float | list[float], unit: str, scale: float,
-         digits: int) -> str:
-    """One comparison line; per-participant values that differ go on two extra lines (engine, hand)."""
+         digits: int, trace: bool = False) -> str:
+    """One comparison line; per-participant values that differ go on two extra lines (engine, hand). `trace`:
+    the engine value is read off the trace, whole nanoseconds, and agrees within TRACE_TOL_S."""
     def values(x: float | list[float]) -> list[float]:
         return [v * scale for v in (x if isinstance(x, list) else [x])]
 
     e, h = values(engine), values(hand)
-    verdict = _agree(engine, hand)
+    verdict = _agree(engine, hand, TRACE_TOL_S if trace else 0.0) + (" (trace, to 2 ns)" if trace else "")
     if len({round(v, digits) for v in e + h}) == 1:
         return f"  {label:<48} {e[0]:>13.{digits}f} {h[0]:>13.{digits}f} {unit:<6} {verdict}"
     return (f"  {label:<48} {'':>13} {'':>13} {unit:<6} {verdict}\n"
@@ -196,18 +207,18 @@ def report(sc: Scenario, rec: RunRecords, hand: Hand, kinds: list[str]) -> list[
         _row("FLOPs, block pre (QKV), 32 tokens", e["flops_pre"], hand.flops_pre, "MFLOP", 1e-6, 3),
         _row("FLOPs, local block post", e["flops_local"], hand.flops_post_local, "MFLOP", 1e-6, 3),
         _row("FLOPs, sync block post", e["flops_sync"], hand.flops_post_sync, "MFLOP", 1e-6, 3),
-        _row("compute, block pre, every block", e["pre"], hand.pre_s, "us", 1e6, 3),
-        _row("compute, local block post", e["post_local"], hand.post_local_s, "us", 1e6, 3),
-        _row("compute, sync block post", e["post_sync"], hand.post_sync_s, "us", 1e6, 3),
+        _row("compute, block pre, every block", e["pre"], hand.pre_s, "us", 1e6, 3, trace=True),
+        _row("compute, local block post", e["post_local"], hand.post_local_s, "us", 1e6, 3, trace=True),
+        _row("compute, sync block post", e["post_sync"], hand.post_sync_s, "us", 1e6, 3, trace=True),
         _row("compute, local block (pre + post)", [a + b for a, b in zip(e["pre"], e["post_local"], strict=True)],
-             hand.pre_s + hand.post_local_s, "us", 1e6, 3),
+             hand.pre_s + hand.post_local_s, "us", 1e6, 3, trace=True),
         _row("compute, sync block (pre + post)", [a + b for a, b in zip(e["pre"], e["post_sync"], strict=True)],
-             hand.pre_s + hand.post_sync_s[0], "us", 1e6, 3),
+             hand.pre_s + hand.post_sync_s[0], "us", 1e6, 3, trace=True),
         f"  (every block of a kind takes the same time in the engine: {'yes' if e['uniform'] else 'NO'})",
         _row("K/V bytes per sync per participant", e["kv_bytes"], hand.kv_bytes, "B", 1, 0),
         _row("bytes sent per participant (8 syncs)", e["bytes_sent"], 8 * hand.kv_bytes, "B", 1, 0),
         _row("bytes received per participant", e["bytes_received"], 8 * (n - 1) * hand.kv_bytes, "B", 1, 0),
-        _row("one K/V exchange (block 0)", e["exchange"], hand.exchange_s, "ms", 1e3, 5),
+        _row("one K/V exchange (block 0)", e["exchange"], hand.exchange_s, "ms", 1e3, 5, trace=True),
         f"    trace: upload hop {e['uplink_hop'] * 1e3:.5f} ms, hub -> receiver hop {e['downlink_hop'] * 1e3:.5f} ms",
         _row("prefill compute per participant (30 blocks)", rec.participants.prefill_compute_s.tolist(),
              hand.compute_s, "ms", 1e3, 5),
@@ -217,12 +228,21 @@ def report(sc: Scenario, rec: RunRecords, hand: Hand, kinds: list[str]) -> list[
         _row("waiting share of the prefill", [w / t for w, t in zip(rec.participants.prefill_wait_s,
                                                                       e["prefill"], strict=True)],
              (hand.prefill_s - hand.compute_s) / hand.prefill_s, "%", 100, 1),
-        _row("first token: LM head on last prompt position", e["decode_steps"][0], hand.lm_head_s, "ms", 1e3, 5),
+        _row("first token: LM head on last prompt position", e["decode_steps"][0], hand.lm_head_s, "ms", 1e3, 5,
+             trace=True),
         _row("TTFT (publisher = responder)", e["ttft"], hand.ttft_s, "ms", 1e3, 5),
         _row(f"decode, tokens 2..{e['n_decode']} (whole model per token)", e["decode_steps"][1:],
-             hand.decode_step_s, "ms", 1e3, 5),
+             hand.decode_step_s, "ms", 1e3, 5, trace=True),
         _row(f"decode s/token (mean of tokens 2..{e['n_decode']}, as recorded)", e["decode_mean"], hand.decode_mean_s,
              "ms", 1e3, 5),
+        _row("energy, device (prefill; + decode for P3)", rec.participants.energy_compute_j.tolist(),
+             [hand.energy_compute_j + (hand.energy_decode_j if r else 0.0) for r in rec.participants.responder],
+             "mJ", 1e3, 4),
+        _row("energy, radio (bits sent and received)", rec.participants.energy_radio_j.tolist(),
+             hand.energy_radio_j, "mJ", 1e3, 4),
+        _row("energy, total", rec.participants.energy_j.tolist(),
+             [hand.energy_compute_j + hand.energy_radio_j + (hand.energy_decode_j if r else 0.0)
+              for r in rec.participants.responder], "mJ", 1e3, 4),
         "  answers (responder = each participant in turn): "
         + "; ".join(f"P{p} {text!r} {'correct' if ok == 1 else 'wrong'}" for p, _, text, ok in e["answers"]),
     ]
@@ -273,6 +293,14 @@ def derivation(cfg: ModelConfig, dev: DeviceProfile, links: list[LinkProfile], s
                      f"download {down_n} x {kv:,.0f} B / {link.downlink_Bps:,.0f} B/s = {down * 1e3:.5f} ms + "
                      f"latency {link.latency_s * 1e3:g} ms = "
                      f"{(dev.msg_overhead_s + up + down + 2 * link.latency_s) * 1e3:.5f} ms")
+    bits_up, bits_down = 8 * n_sync * kv, 8 * n_sync * (len(sizes) - 1) * kv
+    for link in links:
+        lines.append(f"  radio energy {link.name}: {bits_up:,.0f} bits sent x {link.uplink_j_per_bit * 1e9:g} nJ + "
+                     f"{bits_down:,.0f} bits received x {link.downlink_j_per_bit * 1e9:g} nJ = "
+                     f"{bits_up * link.uplink_j_per_bit * 1e3:.5f} + {bits_down * link.downlink_j_per_bit * 1e3:.5f}"
+                     f" = {(bits_up * link.uplink_j_per_bit + bits_down * link.downlink_j_per_bit) * 1e3:.5f} mJ")
+    lines.append(f"  device energy: {dev.active_power_w:g} W while computing, {dev.idle_power_w:g} W while waiting "
+                 "(fedsim/sim/energy.py)")
     return lines
 
 

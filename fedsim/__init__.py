@@ -36,7 +36,7 @@ _API = {
     "run_sweep": "fedsim.experiment.sweep",
     "FedAttnPrefill": "fedsim.fedattn.prefill",
     "generate": "fedsim.fedattn.decode",
-    "Sampling": "fedsim.fedattn.decode",
+    "Sampling": "fedsim.fedattn.sampling",
     "Partition": "fedsim.fedattn.partition",
     "partition_pieces": "fedsim.fedattn.partition",
     "Schedule": "fedsim.fedattn.schedule",

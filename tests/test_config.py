@@ -21,8 +21,11 @@ def write(tmp_path: Path, text: str) -> Path:
 def test_defaults_resolve_to_plain_json_with_schema_defaults() -> None:
     resolved = validate_scenario({}).resolved()
     assert resolved["schedule"] == {"H": 4, "phase": "first", "placement": "uniform", "layers": None,
-                                    "publisher_H": None, "r_comp": 1.0, "r_comm": 1.0,
-                                    "r_comp_publisher": None, "r_comm_publisher": None, "publisher_dense": False}
+                                    "publisher_H": None, "r_comp": 1.0, "r_comm": 1.0, "r_comp_publisher": None,
+                                    "r_comm_publisher": None, "publisher_dense": False}
+    assert resolved["decoding"] == {"max_new_tokens": 32, "greedy": True, "temperature": 0.2, "top_k": 20,
+                                    "top_p": 0.9, "sampler": "authors", "responder": "publisher"}
+    assert resolved["partition"] == {"scheme": "contiguous", "tokenization": "whole_prompt"}
     assert resolved["task"] == {"kind": "gsm8k", "chat": False, "shots": 7, "question_index": 0}
     assert resolved["participants"] == {"n": 4, "device": "jetson-orin-nano", "overrides": {}}
     assert resolved["network"]["link"] == "wifi6" and resolved["output_dir"] == "results"

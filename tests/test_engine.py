@@ -6,8 +6,9 @@ from dataclasses import dataclass
 
 import pytest
 
+from fedsim.sim.devices import DeviceProfile
 from fedsim.sim.engine import EngineOptions, simulate
-from fedsim.sim.profiles import DeviceProfile, LinkProfile
+from fedsim.sim.profiles import LinkProfile
 
 INF = math.inf
 

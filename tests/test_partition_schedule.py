@@ -70,6 +70,25 @@ def test_publisher_extra_sync_and_explicit_layers():
     assert sorted(make_schedule(12, layers=[11, 3]).sync_layers) == [3, 11]
 
 
+def test_publisher_interval_may_exceed_H():
+    """The authors' mask code takes any interval: multiples of publisher_H that are not syncs."""
+    s = make_schedule(24, 8, publisher_H=9)
+    assert sorted(s.sync_layers) == [0, 8, 16] and sorted(s.publisher_layers) == [9, 18]
+    assert sorted(make_schedule(30, 8, publisher_H=9).publisher_layers) == [9, 18, 27]
+    assert make_schedule(24, 8, publisher_H=8).publisher_layers == frozenset()
+
+
+def test_publisher_ratios_default_to_everyone_s_and_publisher_dense_is_shorthand():
+    s = make_schedule(12, 4, r_comp=0.5, r_comm=0.25)
+    assert s.ratios(publisher=True) == s.ratios(publisher=False) == (0.5, 0.25) and not s.publisher_dense
+    last_comp = make_schedule(12, 4, r_comp=0.5, r_comp_publisher=1.0)  # the authors' sample_last_comp
+    assert last_comp.ratios(publisher=True) == (1.0, 1.0) and last_comp.ratios(publisher=False) == (0.5, 1.0)
+    sparser = make_schedule(12, 4, r_comm=0.5, r_comp_publisher=0.3, r_comm_publisher=0.1)
+    assert sparser.ratios(publisher=True) == (0.3, 0.1) and sparser.ratios(publisher=False) == (1.0, 0.5)
+    dense = make_schedule(12, 4, r_comp=0.5, r_comm=0.5, publisher_dense=True)
+    assert (dense.r_comp_publisher, dense.r_comm_publisher) == (1.0, 1.0) and dense.publisher_dense
+
+
 @pytest.mark.parametrize(
     "kwargs, message",
     [
@@ -77,7 +96,9 @@ def test_publisher_extra_sync_and_explicit_layers():
         ({"H": 4, "placement": "middle"}, "schedule.placement"),
         ({"H": 4, "phase": "mid"}, "schedule.phase"),
         ({"H": 4, "r_comm": 0.0}, "schedule.r_comm"),
-        ({"H": 4, "publisher_H": 4}, "schedule.publisher_H"),
+        ({"H": 4, "publisher_H": 0}, "schedule.publisher_H"),
+        ({"H": 4, "r_comp_publisher": 1.5}, "schedule.r_comp_publisher"),
+        ({"H": 4, "r_comm_publisher": 0.5, "publisher_dense": True}, "schedule.publisher_dense: contradicts"),
         ({"layers": [12]}, "schedule.layers"),
         ({"H": 1, "placement": "deep_half"}, "do not fit"),
     ],

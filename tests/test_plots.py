@@ -16,7 +16,8 @@ from fedsim.experiment.plots import (
     plot_results,
     save_figure,
 )
-from fedsim.experiment.results import FinishedRun, write_aggregates, write_run
+from fedsim.experiment.results import ResultsFolder
+from fedsim.experiment.tables import frame_table, row_table
 
 
 def synthetic_runs() -> pd.DataFrame:
@@ -74,12 +75,10 @@ def test_plot_results_picks_plots_for_the_swept_axes_and_measured_metrics(tmp_pa
     runs = synthetic_runs()
     runs = runs[(runs["participants.n"] == 4) & (runs["network.link"] == "wifi6")
                 & (runs["schedule.placement"] == "uniform") & (runs["schedule.r_comp"] == 1.0)]
-    finished = {}
+    folder = ResultsFolder(tmp_path)
     for row in runs.to_dict("records"):
-        run = FinishedRun(row, {"participants": pd.DataFrame({"run_id": [row["run_id"]], "participant": [0]})})
-        write_run(tmp_path / "runs" / row["run_id"], run, None)
-        finished[row["run_id"]] = run
-    write_aggregates(tmp_path, finished)
+        participants = frame_table(pd.DataFrame({"participant": [0]}), row["run_id"])
+        folder.finish_run(row["run_id"], {"runs": row_table(row, {}), "participants": participants}, None)
     names = sorted(p.name for p in plot_results(tmp_path))
     # only H varies: H plot + Pareto, for task_correct only (kl_mean was never measured)
     assert names == ["pareto_task_correct.pdf", "pareto_task_correct.png",

@@ -34,7 +34,7 @@ def test_engine_totals_equal_closed_form():
     assert rec.participants.flops_prefill.tolist() == pytest.approx(expected, rel=1e-12)
     sent = [len(sync) * n * kv_bytes_per_token(lm.cfg) for n in part.sizes()]
     assert rec.participants.bytes_sent.tolist() == pytest.approx(sent)
-    assert rec.participants.exposed_layers.tolist() == [",".join(map(str, sorted(sync)))] * 3
+    assert rec.participants.exposed_layers.tolist() == [sorted(sync)] * 3
 
 
 def test_centralized_schedule_is_perfect_for_everyone():
@@ -71,7 +71,7 @@ def test_dropout_at_a_time_and_by_seeded_probability():
     rec = run_scenario(scenario(faults__dropout={"participant": 1, "at_s": 0.0}))
     p = rec.participants.set_index("participant")
     assert p.dropped.tolist() == [False, True, False]
-    assert p.loc[1, "bytes_sent"] == 0 and pd.isna(p.loc[1, "kl_mean"]) and p.loc[1, "exposed_layers"] == ""
+    assert p.loc[1, "bytes_sent"] == 0 and pd.isna(p.loc[1, "kl_mean"]) and p.loc[1, "exposed_layers"] == []
     assert not rec.layers[(rec.layers.participant == 1) & (rec.layers.kind == "sync")].included.any()
     a = run_scenario(scenario(faults__dropout={"probability": 0.5})).participants.dropped.tolist()
     b = run_scenario(scenario(faults__dropout={"probability": 0.5})).participants.dropped.tolist()

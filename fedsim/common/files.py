@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import re
-import tempfile
+import secrets
 from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
@@ -14,20 +14,35 @@ import yaml
 
 def atomic_write(path: Path, data: bytes | Callable[[IO[bytes]], None]) -> None:
     """Write `data` (bytes, or a function that writes to an open binary file) through a temp file in the
-    same folder and os.replace: readers never see half a file, and a crash leaves the old file or none."""
+    same folder and os.replace: readers never see half a file, and a crash leaves the old file or none.
+
+    The file gets the mode any new file gets (0666 less the user's umask, so usually readable by others,
+    as results on a shared server should be); tempfile.mkstemp would make it 0600."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, tmp = _create_temp(path)
+    os.close(fd)  # reopened by name, so that the writer sees the temp file's path in `f.name`
     try:
-        with os.fdopen(fd, "wb") as f:
+        with open(tmp, "wb") as f:
             if callable(data):
                 data(f)
             else:
                 f.write(data)
         os.replace(tmp, path)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise
+
+
+def _create_temp(path: Path) -> tuple[int, Path]:
+    """A new, exclusively created temp file next to `path` (mode 0666 & ~umask) and its open descriptor."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
+    while True:
+        tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+        try:
+            return os.open(tmp, flags, 0o666), tmp
+        except FileExistsError:
+            continue
 
 
 class _YamlLoader(yaml.SafeLoader):

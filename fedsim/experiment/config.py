@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Annotated, Any, Literal, get_args, get_origin
 
 from pydantic import Field, PrivateAttr, Strict, field_validator
@@ -16,13 +17,17 @@ from fedsim.fedattn.partition import SCHEMES
 from fedsim.fedattn.schedule import PHASES, PLACEMENTS
 from fedsim.models.catalog import MODEL_NAMES
 from fedsim.sim.network import TOPOLOGIES
-from fedsim.sim.profiles import load_devices, load_links
+from fedsim.sim.profiles import load_library
 from fedsim.workloads.registry import WORKLOADS, TaskSection
 
 # Keys that say where results go or how to sweep; they never change what a single run computes.
 NOT_IN_HASH = ("output_dir", "sweep")
 # A sweep axis may not move runs out of the sweep's own results directory or nest sweeps.
 NOT_SWEEPABLE = ("name", "output_dir", "sweep")
+
+# How the prompt becomes tokens (fedsim.experiment.prompt): the authors' one pass over the whole text, or
+# each piece on its own.
+TOKENIZATIONS = ("whole_prompt", "per_piece")
 
 # YAML gives participant indices as ints, JSON (resolved configs) as strings: accept both as dict keys.
 ParticipantIndex = Annotated[int, Strict(False), Field(ge=0)]
@@ -41,6 +46,10 @@ class ModelSection(Section):
 
 class PartitionSection(Section):
     scheme: Literal[SCHEMES] = Field("contiguous", description="how prompt pieces are split: " + _one_of(SCHEMES))
+    tokenization: Literal[TOKENIZATIONS] = Field(
+        "whole_prompt", description="whole_prompt (tokenise once, cut at per-piece token counts: the authors') "
+        "or per_piece (tokenise each piece alone and concatenate)"
+    )
 
 
 class ParticipantOverride(Section):
@@ -80,22 +89,31 @@ class ScheduleSection(Section):
     layers: list[Annotated[int, Field(ge=0)]] | None = Field(
         None, description="an explicit list of sync layer indices, or null to derive them from H"
     )
-    publisher_H: int | None = Field(None, ge=1, description="the publisher-broadcast interval, an integer >= 1 or null")
+    publisher_H: int | None = Field(
+        None, ge=1, description="the publisher's extra-broadcast interval (any integer >= 1, e.g. 9 with H: 8) or null"
+    )
     r_comp: float = Field(1.0, gt=0, le=1, description="the retention ratio of sparse attention, in (0, 1]")
     r_comm: float = Field(1.0, gt=0, le=1, description="the retention ratio of sparse K/V sync, in (0, 1]")
     r_comp_publisher: float | None = Field(
-        None, gt=0, le=1, description="the publisher's own r_comp, in (0, 1], or null for the same as r_comp")
+        None, gt=0, le=1, description="the publisher's own r_comp, in (0, 1], or null for the same as r_comp"
+    )
     r_comm_publisher: float | None = Field(
-        None, gt=0, le=1, description="the publisher's own r_comm, in (0, 1], or null for the same as r_comm")
-    publisher_dense: bool = Field(False, description="shorthand for both publisher ratios 1.0")
+        None, gt=0, le=1, description="the publisher's own r_comm, in (0, 1], or null for the same as r_comm"
+    )
+    publisher_dense: bool = Field(
+        False, description="shorthand for r_comp_publisher: 1.0 and r_comm_publisher: 1.0 (true or false)"
+    )
 
 
 class DecodingSection(Section):
     max_new_tokens: int = Field(32, ge=0, description="the number of tokens to generate, an integer >= 0")
     greedy: bool = Field(True, description="true for argmax decoding, false to sample")
-    temperature: float = Field(1.0, gt=0, description="the sampling temperature, a number > 0")
-    top_k: int = Field(0, ge=0, description="top-k sampling cut-off, an integer >= 0 (0 = off)")
-    top_p: float = Field(1.0, gt=0, le=1, description="nucleus sampling mass, in (0, 1]")
+    temperature: float = Field(0.2, gt=0, description="the sampling temperature, a number > 0")
+    top_k: int = Field(20, ge=0, description="top-k sampling cut-off, an integer >= 0 (0 = off)")
+    top_p: float = Field(0.9, gt=0, le=1, description="nucleus sampling mass, in (0, 1]")
+    sampler: Literal["authors", "transformers"] = Field(  # fedsim.fedattn.sampling.SAMPLERS
+        "authors", description="the top-k/top-p rule when sampling: authors or transformers (docs/authors.md)"
+    )
     responder: Literal["publisher"] | Annotated[int, Field(ge=0)] = Field(
         "publisher", description="who generates the answer: 'publisher' or a participant index"
     )
@@ -139,6 +157,9 @@ class Scenario(Section):
         default_factory=dict, description="a mapping of dotted keys to value lists, e.g. {schedule.H: [1, 2, 4]}"
     )
     output_dir: str = Field("results", min_length=1, description="the folder that receives results/<name>/")
+    profiles: list[str] = Field(
+        default_factory=list, description="extra device/link profile files (`devices:` and `links:` tables, as "
+        "`fedsim calibrate` writes them), relative to the scenario file")
 
     _source: str = PrivateAttr("<scenario>")
 
@@ -152,6 +173,11 @@ class Scenario(Section):
     def source(self) -> str:
         """Where this scenario came from (a file name), used to label errors."""
         return self._source
+
+    def profile_files(self) -> list[Path]:
+        """`profiles`, relative paths taken from the scenario file's folder."""
+        here = Path(self._source).parent if Path(self._source).is_file() else Path()
+        return [Path(p) if Path(p).is_absolute() else here / p for p in self.profiles]
 
     def resolved(self) -> dict[str, Any]:
         """Every key with its default filled in, as plain JSON types (what config.json stores)."""
@@ -263,7 +289,8 @@ def _check_cross_fields(s: Scenario) -> None:
 
 def _check_profile_names(s: Scenario) -> None:
     """Unknown device/link names fail here, before any run starts, with the nearest known name."""
-    known = {"device": list(load_devices()), "link": list(load_links())}
+    devices, links = load_library(s.profile_files())
+    known = {"device": list(devices), "link": list(links)}
     used = [("device", "participants.device", s.participants.device), ("link", "network.link", s.network.link)]
     used += [("device", f"participants.overrides.{i}.device", o.device) for i, o in s.participants.overrides.items()]
     used += [("link", f"network.overrides.{i}.link", o.link) for i, o in s.network.overrides.items()]

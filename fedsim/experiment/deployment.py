@@ -9,13 +9,14 @@ import numpy as np
 
 from fedsim.common.errors import UserError
 from fedsim.experiment.config import Scenario
+from fedsim.sim.devices import Device, MeasuredDevice
 from fedsim.sim.engine import EngineOptions
-from fedsim.sim.profiles import DeviceProfile, LinkProfile, get_device, get_link, override_link
+from fedsim.sim.profiles import LinkProfile, get_device, get_link, load_library, override_link
 
 
 @dataclass(frozen=True)
 class Deployment:
-    devices: tuple[DeviceProfile, ...]
+    devices: tuple[Device, ...]
     links: tuple[LinkProfile, ...]
     # n_decode is set by the run: it times as many tokens as the centralized reference generates
     engine: EngineOptions
@@ -30,17 +31,23 @@ def build_deployment(sc: Scenario, publisher: int) -> Deployment:
     engine = EngineOptions(publisher=publisher, responder=responder, n_decode=0, seed=sc.seed,
                            topology=sc.network.topology, overlap=sc.engine.overlap, deadline_s=sc.faults.deadline_s,
                            dropout=_dropouts(sc), trace=sc.engine.trace)
-    return Deployment(tuple(_device(sc, p) for p in range(n)), tuple(_link(sc, p) for p in range(n)), engine)
+    devices, links = load_library(sc.profile_files())
+    chosen = tuple(_device(sc, p, devices) for p in range(n))
+    for p, device in enumerate(chosen):
+        if isinstance(device, MeasuredDevice) and device.model != sc.model.name:
+            raise UserError(f"participants.device of participant {p}", f"'{device.name}' was measured with "
+                            f"{device.model}, not {sc.model.name}", "calibrate this model, or use a roofline device")
+    return Deployment(chosen, tuple(_link(sc, p, links) for p in range(n)), engine)
 
 
-def _device(sc: Scenario, p: int) -> DeviceProfile:
+def _device(sc: Scenario, p: int, devices: dict[str, Device]) -> Device:
     over = sc.participants.overrides.get(p)
-    return get_device(over.device if over and over.device else sc.participants.device)
+    return get_device(over.device if over and over.device else sc.participants.device, devices)
 
 
-def _link(sc: Scenario, p: int) -> LinkProfile:
+def _link(sc: Scenario, p: int, links: dict[str, LinkProfile]) -> LinkProfile:
     over = sc.network.overrides.get(p)
-    link = get_link(over.link if over and over.link else sc.network.link)
+    link = get_link(over.link if over and over.link else sc.network.link, links)
     if over is None:
         return link
     return override_link(link, uplink_mbps=over.uplink_mbps, downlink_mbps=over.downlink_mbps,

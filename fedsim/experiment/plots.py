@@ -22,7 +22,7 @@ from matplotlib.ticker import NullLocator
 
 from fedsim.common.files import atomic_write
 from fedsim.experiment.config import Scenario
-from fedsim.experiment.records import QUALITY_METRICS, Metric
+from fedsim.experiment.records import QUALITY_METRICS, Metric, best_collaborator
 from fedsim.experiment.results import read_results
 from fedsim.fedattn.schedule import PLACEMENTS
 
@@ -144,6 +144,28 @@ def plot_pareto(runs: pd.DataFrame, metric: str) -> Figure:
     return fig
 
 
+def plot_energy_vs_quality(runs: pd.DataFrame, metric: str) -> Figure:
+    """Energy per participant (device + radio, fedsim/sim/energy.py) vs quality of each role, one point per
+    setting; the publisher's points are labelled with the settings that vary."""
+    fig, ax = _figure()
+    energy = _numeric(runs["energy_j_per_participant"])
+    for (role, label, _), marker in zip(ROLES, ("o", "^", "s"), strict=True):
+        ax.scatter(energy, _numeric(runs[f"{metric}_{role}"]), marker=marker, label=label, zorder=3)
+    labels = _varying(runs)
+    for x, (_, row) in zip(energy, runs.iterrows(), strict=True):
+        y = pd.to_numeric(row[f"{metric}_publisher"], errors="coerce")
+        if labels and np.isfinite(x) and np.isfinite(y):
+            ax.annotate(", ".join(f"{c.split('.')[-1]}={row[c]}" for c in labels), (x, y), textcoords="offset points",
+                        xytext=(6, 4), fontsize="x-small")
+    ax.grid(alpha=0.3)
+    ax.margins(x=0.12)  # room for the labels of the outermost points
+    ax.set_xlabel("Energy per participant, device + radio (J)")
+    ax.set_ylabel(metric_label(metric))
+    ax.legend(loc="best", fontsize="small")
+    _title(fig, "Energy vs quality, one point per setting", runs, _varying(runs))
+    return fig
+
+
 _PLANS: tuple[tuple[str, Callable[[pd.DataFrame, str], Figure], tuple[str, ...]], ...] = (
     ("quality_vs_H", plot_quality_vs_H, ("schedule.H",)),
     ("quality_vs_N", plot_quality_vs_N, ("participants.n",)),
@@ -160,43 +182,50 @@ def plot_results(results_dir: str | Path) -> list[Path]:
     """Write the plots that fit the swept axes of a scenario's runs to <results_dir>/plots/ (PNG and PDF).
 
     A plot is drawn per measured metric and per combination of the other swept settings (replicate axes,
-    `REPLICATE_AXES`, are averaged over); a latency vs quality (Pareto) plot is drawn whenever there is
-    more than one run.
+    `REPLICATE_AXES`, are averaged over); a latency vs quality (Pareto) plot and an energy vs quality
+    plot are drawn whenever there is more than one setting.
     """
-    runs, _ = read_results(results_dir)
+    runs, participants = read_results(results_dir)
     out = Path(results_dir) / "plots"
     varying = _varying(runs)
     metrics = _metrics(runs)
+    settings = _average_replicates(runs, participants, varying)
     written: list[Path] = []
     for stem, plot, x_columns in _PLANS:
         if not set(x_columns) & set(varying):
             continue
         facets = [c for c in varying if c not in x_columns and c not in REPLICATE_AXES]
-        groups = runs.groupby(facets, dropna=False) if facets else [((), runs)]  # keys are tuples
+        groups = settings.groupby(facets, dropna=False) if facets else [((), settings)]  # keys are tuples
         for key, group in groups:
             if len(group.drop_duplicates(list(x_columns))) < 2:
                 continue
             suffix = "".join(f"__{c.split('.')[-1]}={v}" for c, v in zip(facets, key, strict=True))
             for metric in metrics:
                 written += save_figure(plot(group, metric), out / _safe(f"{stem}_{metric}{suffix}"))
-    settings = _average_replicates(runs, varying)
     if len(settings) > 1 and "ttft_s" in settings and _numeric(settings["ttft_s"]).notna().any():
         for metric in metrics:
             written += save_figure(plot_pareto(settings, metric), out / f"pareto_{metric}")
+    energy = "energy_j_per_participant"
+    if len(settings) > 1 and energy in settings and _numeric(settings[energy]).notna().any():
+        for metric in metrics:
+            written += save_figure(plot_energy_vs_quality(settings, metric), out / f"energy_vs_{metric}")
     return written
 
 
-def _average_replicates(runs: pd.DataFrame, varying: list[str]) -> pd.DataFrame:
-    """One row per setting: measurements averaged over the replicate axes (questions, seeds)."""
+def _average_replicates(runs: pd.DataFrame, participants: pd.DataFrame, varying: list[str]) -> pd.DataFrame:
+    """One row per setting: measurements averaged over the replicate axes (questions, seeds), except the
+    best collaborator, which is the best of the collaborators' averages (records.best_collaborator)."""
     replicates = [c for c in REPLICATE_AXES if c in varying]
     if not replicates:
         return runs
     keys = [c for c in varying if c not in replicates]
     rest = [c for c in runs.columns if c not in keys + replicates]
     how = {c: "mean" if pd.api.types.is_float_dtype(runs[c]) else "first" for c in rest}
-    if not keys:
-        return runs.assign(_all=0).groupby("_all").agg(how).reset_index(drop=True)
-    return runs.groupby(keys, dropna=False).agg(how).reset_index()
+    groups = runs.groupby(keys, dropna=False) if keys else runs.assign(_all=0).groupby("_all")
+    settings = groups.agg(how).reset_index(drop=not keys)
+    best = pd.DataFrame([best_collaborator(participants[participants.run_id.isin(group.run_id)])
+                         for _, group in groups], index=settings.index)
+    return settings.assign(**{c: best[c] for c in best if c in settings})
 
 
 def save_figure(fig: Figure, stem: Path) -> list[Path]:

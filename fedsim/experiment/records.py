@@ -9,7 +9,8 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from fedsim.fedattn.costs import model_weight_bytes
+from fedsim.fedattn.costs import model_weight_bytes, paper_costs
+from fedsim.sim.energy import participant_energy
 
 if TYPE_CHECKING:  # records stay importable without torch (plots read QUALITY_METRICS)
     from fedsim.experiment.setup import RunSetup
@@ -47,12 +48,15 @@ class RunRecords:
 def participant_rows(setup: RunSetup, sim: SimResult, costs: list[list[LayerCost]], quality: dict[str, list],
                      cfg: ModelConfig) -> pd.DataFrame:
     """One row per participant: timings and traffic from the engine, memory from the costs each block ran
-    with, quality as a responder (NaN for a participant that dropped out)."""
+    with, quality as a responder (NaN for a participant that dropped out), and the same participant's
+    FLOPs and memory in the authors' convention (`*_paper*`: the nominal schedule, its own generation)."""
     part, rows = setup.prompt.partition, []
     weights_bytes = model_weight_bytes(cfg, setup.precision)
+    paper = paper_costs(cfg, part.sizes(), part.publisher, setup.schedule, quality["n_generated"], setup.precision)
     for p, rec in enumerate(sim.participants):
         kv = sum(layer[p].kv_cache_bytes for layer in costs)
         dropped = bool(rec.dropped)
+        energy = participant_energy(setup.deployment.devices[p], setup.deployment.links[p], rec)
         row = {
             "run_id": setup.run_id,
             "participant": p,
@@ -72,13 +76,19 @@ def participant_rows(setup: RunSetup, sim: SimResult, costs: list[list[LayerCost
             "flops_decode": rec.flops_decode,
             "kv_cache_bytes": kv,
             "peak_mem_bytes": weights_bytes + kv + max(layer[p].peak_act_bytes for layer in costs),
-            "exposed_layers": ",".join(str(x) for x in rec.exposed_layers),
+            "exposed_layers": list(rec.exposed_layers),
             "exposed_bytes": rec.exposed_bytes,
             "dropped": dropped,
+            "energy_compute_j": energy.compute_j,
+            "energy_radio_j": energy.radio_j,
+            "energy_j": energy.total_j,
         }
         for metric in (*QUALITY_METRICS, "n_generated", "generated_text"):
             value = quality[metric][p]
             row[metric] = math.nan if dropped and metric in QUALITY_METRICS else value
+        row.update({"flops_paper_prefill": paper[p].flops_prefill, "flops_paper_decode": paper[p].flops_decode,
+                    "flops_paper": paper[p].flops, "mem_paper_prefill_bytes": paper[p].mem_prefill_bytes,
+                    "mem_paper_decode_bytes": paper[p].mem_decode_bytes, "mem_paper_bytes": paper[p].mem_bytes})
         rows.append(row)
     return pd.DataFrame(rows)
 
@@ -101,12 +111,10 @@ def summarize(participants: pd.DataFrame, run_id: str, responder: int) -> dict[s
     """The run's row of the runs table (the sweep prepends the flattened configuration)."""
     summary = {"run_id": run_id, "n_participants": len(participants)}
     pub = participants[participants.role == "publisher"].iloc[0]
-    collab = participants[participants.role == "collaborator"]
-    for metric, spec in QUALITY_METRICS.items():
+    best = best_collaborator(participants)
+    for metric in QUALITY_METRICS:
         summary[f"{metric}_publisher"] = float(pub[metric])
-        values = collab[metric].dropna()
-        best = (values.max() if spec.higher_is_better else values.min()) if len(values) else math.nan
-        summary[f"{metric}_best_collaborator"] = float(best)
+        summary[f"{metric}_best_collaborator"] = best[f"{metric}_best_collaborator"]
         summary[f"{metric}_average"] = float(participants[metric].mean())
     summary["bytes_sent_per_participant"] = float(participants.bytes_sent.mean())
     responder_row = participants.participant == responder
@@ -116,5 +124,29 @@ def summarize(participants: pd.DataFrame, run_id: str, responder: int) -> dict[s
     summary["decode_s_per_token"] = float(participants.loc[responder_row, "decode_s_per_token"].iloc[0])
     summary["total_flops"] = float(participants.flops_prefill.sum() + participants.flops_decode.sum())
     summary["peak_mem_bytes"] = float(participants.peak_mem_bytes.max())
+    summary["energy_j_per_participant"] = float(participants.energy_j.mean())
+    summary["energy_j_total"] = float(participants.energy_j.sum(min_count=1))
     summary["generated_text"] = str(pub["generated_text"])
     return summary
+
+
+def mean_exchange_s(sim: SimResult) -> float:
+    """One K/V exchange, first send to last delivery, averaged over the sync blocks (NaN if none)."""
+    spans = [layer.exchange_s for layer in sim.layers if layer.kind == "sync" and not math.isnan(layer.exchange_s)]
+    return sum(spans) / len(spans) if spans else math.nan
+
+
+def best_collaborator(participants: pd.DataFrame) -> dict[str, float]:
+    """`<metric>_best_collaborator` of one run, or of several runs of one setting (questions, seeds), as the
+    authors define it: each collaborator's metric is averaged over the runs first, then the best of those
+    means is taken (max, or min where lower is better). Averaging each run's best instead would overstate
+    the best collaborator (E[max] >= max E)."""
+    collab = participants[participants.role == "collaborator"]
+    out = {}
+    for metric, spec in QUALITY_METRICS.items():
+        if metric not in collab:
+            continue
+        means = pd.to_numeric(collab[metric], errors="coerce").groupby(collab.participant).mean().dropna()
+        best = (means.max() if spec.higher_is_better else means.min()) if len(means) else math.nan
+        out[f"{metric}_best_collaborator"] = float(best)
+    return out

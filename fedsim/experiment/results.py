@@ -1,64 +1,55 @@
-"""Results on disk: atomic writes, one directory per run, and the tidy tables gathered from them.
+"""Results on disk: a folder per scenario, a folder per run, and tables that grow by one file per run.
 
-Layout (see `run_dir`):
-    results/<scenario name>/runs.parquet              every finished run, one row each (rewritten by sweeps)
-    results/<scenario name>/participants.parquet      every finished run x participant
-    results/<scenario name>/layers.parquet            every finished run x layer x participant (if reported)
-    results/<scenario name>/runs/<config_hash>/       config.json, versions.json, participants.parquet,
-                                                      [layers.parquet], summary.json, [trace.json],
-                                                      DONE (written last)
-A run directory without DONE is unfinished (interrupted or crashed) and is never read.
+    results/<name>/runs.parquet/<run_id>.parquet           the run's row of the runs table
+    results/<name>/participants.parquet/<run_id>.parquet   its rows, one per participant
+    results/<name>/layers.parquet/<run_id>.parquet         one per block and participant (when reported)
+    results/<name>/runs/<run_id>/                          config.json, versions.json, [trace.json], DONE
+    results/<name>/runs/.broken/<run_id>/                  a run that could not be read back, set aside
+    results/<name>/.locks/<run_id>.lock                    held by the sweep that is computing the run
+
+Each `<table>.parquet` folder is one Parquet dataset (`pd.read_parquet("results/default/runs.parquet")` reads
+every run), so a finished run adds its files instead of rewriting whole tables. DONE is written last and lists
+the run's tables: a run without it is unfinished and is never read. A finished run whose files cannot be read
+is moved to runs/.broken/ with a one-line warning, and the next sweep computes it again.
 """
 
 from __future__ import annotations
 
-import importlib.metadata
-import importlib.util
-import io
 import json
 import math
-import platform
+import os
 import shutil
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+import sys
+from collections.abc import Collection, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+from filelock import FileLock, Timeout
 
-import fedsim
 from fedsim.common.errors import UserError
 from fedsim.common.files import atomic_write
+from fedsim.experiment.tables import combine, config_order, to_frame
 
 DONE = "DONE"
-RUNS_TABLE = "runs"
-RUN_TABLES = ("participants", "layers")  # per-run tables, each also aggregated at the scenario root
-_VERSIONED = ("torch", "numpy", "pandas", "simpy")
+RUN_TABLES = ("runs", "participants", "layers")
+_REQUIRED = ("runs", "participants")
+_WRITE_ORDER = ("layers", "participants", "runs")  # the runs row last: it never names a run missing its rows
+RunTables = dict[str, pa.Table]
 
 
-def run_dir(root: Path, run_id: str) -> Path:
-    """Where one run's files live under a scenario results directory."""
-    return root / "runs" / run_id
-
-
-def is_finished(directory: Path) -> bool:
-    """True once a run wrote its DONE marker, i.e. all of its files are complete."""
-    return (directory / DONE).is_file()
+class BrokenRun(Exception):
+    """A finished run whose files cannot be read back."""
 
 
 def write_json(path: Path, obj: Any) -> None:
-    """JSON in the dict's own (deterministic) order, so tables rebuilt from files keep their column order.
-
-    NaN becomes null so the files stay standard JSON.
-    """
+    """JSON in the dict's own (deterministic) order; NaN becomes null so the files stay standard JSON."""
     text = json.dumps(_nan_to_none(obj), indent=2, allow_nan=False) + "\n"
     atomic_write(path, text.encode())
-
-
-def read_json(path: Path) -> Any:
-    """Counterpart of `write_json` (nulls stay None)."""
-    return json.loads(path.read_text(encoding="utf-8"))
 
 
 def _nan_to_none(obj: Any) -> Any:
@@ -73,147 +64,177 @@ def _nan_to_none(obj: Any) -> Any:
     return obj
 
 
-def parquet_available() -> bool:
-    """Parquet needs pyarrow; without it tables fall back to CSV rather than failing the run."""
-    return importlib.util.find_spec("pyarrow") is not None
+def warn(message: str) -> None:
+    """One line on stderr: something was repaired and the user should know."""
+    print(f"warning: {' '.join(message.split())}", file=sys.stderr)
 
 
-def write_table(path: Path, df: pd.DataFrame) -> Path:
-    """Write `df` to `path` with suffix .parquet, or .csv when pyarrow is missing; returns the path written."""
-    df = _arrow_safe(df.reset_index(drop=True))
-    if parquet_available():
-        target, buffer = path.with_suffix(".parquet"), io.BytesIO()
-        df.to_parquet(buffer, index=False)
-        data = buffer.getvalue()
-    else:
-        target = path.with_suffix(".csv")
-        data = df.to_csv(index=False).encode()
-    atomic_write(target, data)
-    return target
+class ResultsFolder:
+    """One scenario's results folder (`results/<name>`); its root is absolute, so workers anywhere that share
+    the filesystem write to the same place."""
 
+    def __init__(self, root: str | Path) -> None:
+        self.root = Path(root).absolute()
 
-def read_table(path: Path) -> pd.DataFrame:
-    """Read a table written by `write_table` (either format), given its path with or without suffix."""
-    parquet, csv = path.with_suffix(".parquet"), path.with_suffix(".csv")
-    if parquet.is_file():
-        return pd.read_parquet(parquet)
-    if csv.is_file():
-        return pd.read_csv(csv)
-    raise FileNotFoundError(f"{parquet}: no such table (nor {csv.name})")
+    def run_dir(self, run_id: str) -> Path:
+        return self.root / "runs" / run_id
 
+    def table_file(self, table: str, run_id: str) -> Path:
+        return self.root / f"{table}.parquet" / f"{run_id}.parquet"
 
-def _arrow_safe(df: pd.DataFrame) -> pd.DataFrame:
-    """Object columns mixing types (e.g. responder 'publisher' or 2) become strings; Arrow rejects them."""
-    df = df.copy()
-    for column in [c for c in df.columns if pd.api.types.is_object_dtype(df[c])]:
-        values = df[column].dropna()
-        if len({type(v) for v in values}) > 1 or any(isinstance(v, (dict, list)) for v in values):
-            df[column] = df[column].map(lambda v: v if isinstance(v, str) else json.dumps(v), na_action="ignore")
-    return df
+    def is_finished(self, run_id: str) -> bool:
+        return (self.run_dir(run_id) / DONE).is_file()
 
+    def finished(self) -> list[str]:
+        """The run ids with a DONE marker, sorted."""
+        runs = self.root / "runs"
+        names = [e.name for e in os.scandir(runs) if not e.name.startswith(".")] if runs.is_dir() else []
+        return sorted(n for n in names if self.is_finished(n))
 
-def versions() -> dict[str, str | None]:
-    """Versions that can change the numbers; read from package metadata, so torch is never imported."""
-    found: dict[str, str | None] = {"python": platform.python_version(), "fedsim": fedsim.__version__}
-    for name in _VERSIONED:
+    def try_lock(self, run_id: str) -> FileLock | None:
+        """The run's lock if no other sweep holds it (an OS lock: a killed holder releases it)."""
+        (self.root / ".locks").mkdir(parents=True, exist_ok=True)
+        lock = FileLock(self.root / ".locks" / f"{run_id}.lock")
         try:
-            found[name] = importlib.metadata.version(name)
-        except importlib.metadata.PackageNotFoundError:
-            found[name] = None
-    return found
+            lock.acquire(blocking=False)
+        except Timeout:
+            return None
+        return lock
+
+    # Writing a run; the caller holds its lock.
+    def start_run(self, run_id: str, resolved: Mapping[str, Any], identity: Mapping[str, Any]) -> None:
+        """Clear leftovers of an unfinished attempt, then record what is about to run and with which versions."""
+        self.clear(run_id)
+        write_json(self.run_dir(run_id) / "config.json", resolved)
+        write_json(self.run_dir(run_id) / "versions.json", identity)
+
+    def finish_run(self, run_id: str, tables: Mapping[str, pa.Table], trace: Mapping[str, Any] | None) -> None:
+        """Write a finished run's tables, then DONE (listing them): a crash before DONE leaves it unfinished."""
+        if trace is not None:
+            write_json(self.run_dir(run_id) / "trace.json", trace)
+        for name in _WRITE_ORDER:
+            if name in tables:
+                atomic_write(self.table_file(name, run_id), lambda f, t=tables[name]: pq.write_table(t, f))
+        listed = [name for name in RUN_TABLES if name in tables]
+        atomic_write(self.run_dir(run_id) / DONE, json.dumps({"tables": listed}).encode())
+
+    def clear(self, run_id: str) -> None:
+        shutil.rmtree(self.run_dir(run_id), ignore_errors=True)
+        for name in RUN_TABLES:
+            self.table_file(name, run_id).unlink(missing_ok=True)
+
+    # Reading.
+    def read_run(self, run_id: str, tables: Collection[str] = RUN_TABLES) -> RunTables:
+        """A finished run's `tables`, checked: each file parses and its rows carry this run's id (of the
+        tables not asked for, only the run_id column is read)."""
+        try:
+            listed = json.loads((self.run_dir(run_id) / DONE).read_bytes())["tables"]
+            if not set(_REQUIRED) <= set(listed) <= set(RUN_TABLES):
+                raise ValueError(listed)
+        except (OSError, ValueError, KeyError, TypeError):
+            raise BrokenRun("its DONE marker does not list its tables (written by an older fedsim?)") from None
+        found = {}
+        for name in listed:
+            columns = None if name in tables or name == "runs" else ["run_id"]
+            try:
+                with pq.ParquetFile(self.table_file(name, run_id)) as file:
+                    table = file.read(columns=columns)
+            except Exception as err:  # missing, truncated or garbled: any failure means "cannot be read"
+                raise BrokenRun(f"{name}: {' '.join(str(err).split())[:200]}") from None
+            if not _all_rows_are(table, run_id):
+                raise BrokenRun(f"{name}: its rows do not all carry run_id {run_id}")
+            if columns is None:
+                found[name] = table
+        if found["runs"].num_rows != 1:
+            raise BrokenRun(f"runs: {found['runs'].num_rows} rows instead of one")
+        return found
+
+    def read_runs(self, run_ids: Iterable[str], tables: Collection[str] = RUN_TABLES,
+                  locked: bool = False) -> dict[str, RunTables]:
+        """The readable ones of these finished runs (`tables` as in read_run); the others are set aside with one
+        warning line (`locked`: the caller holds their locks; else a run that another sweep holds is left alone)."""
+        found, broken = {}, {}
+        for run_id in run_ids:
+            try:
+                found[run_id] = self.read_run(run_id, tables)
+            except BrokenRun as err:
+                broken[run_id] = str(err)
+        moved = [run_id for run_id, why in broken.items() if self._set_aside(run_id, why, locked)]
+        if moved:
+            first = moved[0]
+            warn(f"{self.root}: {len(moved)} unreadable run(s) moved to runs/.broken/ and left to be computed "
+                 f"again ({first}: {broken[first]})")
+        return found
+
+    def _set_aside(self, run_id: str, why: str, locked: bool) -> bool:
+        lock = None if locked else self.try_lock(run_id)
+        if not locked and lock is None:
+            return False  # another sweep is computing it right now
+        try:
+            if not self.is_finished(run_id):
+                return False
+            target = self.root / "runs" / ".broken" / run_id
+            for n in range(1, 1000):
+                if not target.exists():
+                    break
+                target = target.with_name(f"{run_id}.{n}")
+            target.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(self.run_dir(run_id), target)
+            for name in RUN_TABLES:
+                if self.table_file(name, run_id).is_file():
+                    os.replace(self.table_file(name, run_id), target / f"{name}.parquet")
+            atomic_write(target / "WHY", (why + "\n").encode())
+            return True
+        finally:
+            if lock is not None:
+                lock.release()
+
+    def tidy(self) -> None:
+        """Before a sweep: set aside whole-table files of fedsim 0.1 (their runs are set aside when read) and
+        drop the table files of runs that never finished (a killed sweep's), so that `pd.read_parquet` on a
+        table folder sees finished runs only."""
+        for name in RUN_TABLES:
+            folder = self.root / f"{name}.parquet"
+            if folder.is_file() and not folder.is_symlink():
+                (self.root / "runs" / ".broken").mkdir(parents=True, exist_ok=True)
+                os.replace(folder, self.root / "runs" / ".broken" / folder.name)
+                warn(f"{folder}: a whole table written by an older fedsim, moved to runs/.broken/")
+            elif folder.is_dir():
+                for entry in os.scandir(folder):
+                    run_id = entry.name.lstrip(".").split(".")[0]
+                    if not self.is_finished(run_id) and (lock := self.try_lock(run_id)):
+                        try:
+                            if not self.is_finished(run_id):
+                                Path(entry.path).unlink(missing_ok=True)
+                        finally:
+                            lock.release()
 
 
-def start_run(directory: Path, resolved: Mapping[str, Any]) -> None:
-    """Clear leftovers of an unfinished attempt, then record what is about to run and with which versions."""
-    if directory.exists():
-        shutil.rmtree(directory)
-    write_json(directory / "config.json", resolved)
-    write_json(directory / "versions.json", versions())
+def _all_rows_are(table: pa.Table, run_id: str) -> bool:
+    ids = table.column("run_id") if "run_id" in table.column_names else None
+    if ids is None or ids.type != pa.string() or ids.null_count:
+        return False
+    return bool(pc.all(pc.equal(ids, run_id), min_count=0).as_py())
 
 
-@dataclass(frozen=True)
-class FinishedRun:
-    """What a finished run contributes to the scenario tables: its runs-table row and its per-run tables."""
-
-    row: dict[str, Any]
-    tables: dict[str, pd.DataFrame]  # "participants", and "layers" when the runner reports per-layer rows
-
-
-def write_run(directory: Path, run: FinishedRun, trace: Mapping[str, Any] | None) -> None:
-    """Write a finished run's records, then DONE: a crash before the marker leaves the run unfinished."""
-    for name, table in run.tables.items():
-        write_table(directory / name, table)
-    write_json(directory / "summary.json", run.row)
-    if trace is not None:
-        write_json(directory / "trace.json", trace)
-    atomic_write(directory / DONE, b"")
-
-
-def read_run(directory: Path) -> FinishedRun:
-    """A finished run as stored; sweeps use this form even for fresh runs, so tables built from runs just
-    finished and from runs read back after a resume are the same bytes."""
-    tables = {name: read_table(directory / name) for name in RUN_TABLES if any(directory.glob(f"{name}.*"))}
-    return FinishedRun(read_json(directory / "summary.json"), tables)
-
-
-def load_finished_runs(root: Path) -> dict[str, FinishedRun]:
-    """{run_id: FinishedRun} for every finished run under a scenario results directory."""
-    runs = root / "runs"
-    directories = sorted(runs.iterdir()) if runs.is_dir() else []
-    return {d.name: read_run(d) for d in directories if is_finished(d)}
-
-
-def build_tables(finished: Mapping[str, FinishedRun]) -> tuple[pd.DataFrame, dict[str, pd.DataFrame]]:
-    """The runs table and the concatenated per-run tables, rows ordered by config (numbers numerically).
-
-    The order depends only on which runs exist, never on when they finished, so identical sweeps give
-    byte-identical tables. `finished` must not be empty.
-    """
-    run_ids = sorted(finished)
-    rows = [finished[r].row for r in run_ids]
-    columns = _ordered_columns(rows)
-    order = [run_ids[i] for i in sorted(range(len(rows)), key=lambda i: _row_key(rows[i], columns))]
-    runs = _arrow_safe(pd.DataFrame([finished[r].row for r in order], columns=columns))  # as stored in Parquet
-    tables = {name: pd.concat([finished[r].tables[name] for r in order if name in finished[r].tables],
-                              ignore_index=True)
-              for name in RUN_TABLES if any(name in finished[r].tables for r in order)}
-    return runs, tables
-
-
-def _ordered_columns(rows: Iterable[Mapping[str, Any]]) -> list[str]:
-    """Union of row keys in first-seen order, so configs with extra keys (overrides) still line up."""
-    columns: dict[str, None] = {}
-    for row in rows:
-        columns.update(dict.fromkeys(row))
-    return list(columns)
-
-
-def _row_key(row: Mapping[str, Any], columns: list[str]) -> tuple:
-    def key(value: Any) -> tuple:
-        if value is None or (isinstance(value, float) and math.isnan(value)):
-            return (0, 0.0, "")
-        if isinstance(value, (bool, int, float)):
-            return (1, float(value), "")
-        return (2, 0.0, value if isinstance(value, str) else json.dumps(value, sort_keys=True))
-
-    return tuple(key(row.get(c)) for c in columns if c != "run_id") + (row.get("run_id", ""),)
-
-
-def write_aggregates(root: Path, finished: Mapping[str, FinishedRun]) -> None:
-    """Rewrite `<root>/runs.parquet` and `<root>/participants.parquet` (+ layers) from the finished runs."""
-    runs, tables = build_tables(finished)
-    write_table(root / RUNS_TABLE, runs)
-    for name, table in tables.items():
-        write_table(root / name, table)
+def build_tables(runs: Mapping[str, RunTables]) -> tuple[pd.DataFrame, dict[str, pd.DataFrame]]:
+    """The runs table (rows ordered by config, numbers numerically) and the per-run tables concatenated in
+    that order. The order depends only on which runs exist, so identical sweeps give identical tables."""
+    frame = to_frame(combine([runs[r]["runs"] for r in sorted(runs)]))
+    frame = frame.iloc[config_order(frame)].reset_index(drop=True)
+    order = list(frame["run_id"])
+    tables = {name: to_frame(combine([runs[r][name] for r in order if name in runs[r]]))
+              for name in RUN_TABLES[1:] if any(name in runs[r] for r in order)}
+    return frame, tables
 
 
 def read_results(path: str | Path) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(runs, participants) tables of every finished run under a scenario results directory."""
-    root = Path(path)
-    if not root.is_dir():
-        raise UserError("", "no such results directory", "give results/<scenario name>", str(root))
-    finished = load_finished_runs(root)
-    if not finished:
-        raise UserError("", "no finished runs", f"expected {root}/runs/<config_hash>/DONE", str(root))
-    runs, tables = build_tables(finished)
+    """(runs, participants) of every finished run in a scenario results folder; unreadable runs are set aside."""
+    folder = ResultsFolder(path)
+    if not folder.root.is_dir():
+        raise UserError("", "no such results directory", "give results/<scenario name>", str(path))
+    found = folder.read_runs(folder.finished(), ("runs", "participants"))
+    if not found:
+        raise UserError("", "no finished runs", f"expected {Path(path)}/runs/<run id>/DONE", str(path))
+    runs, tables = build_tables(found)
     return runs, tables["participants"]

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field, replace
 from fedsim.experiment.adapter import FedAttnLayerMath
 from fedsim.experiment.config import Scenario
 from fedsim.experiment.quality import HiddenDeviations, Reference, centralized_reference, measure_quality
-from fedsim.experiment.records import RunRecords, layer_rows, participant_rows, summarize
+from fedsim.experiment.records import RunRecords, layer_rows, mean_exchange_s, participant_rows, summarize
 from fedsim.experiment.setup import RunSetup, prepare
 from fedsim.fedattn.prefill import FedAttnPrefill, PrefixCache
 from fedsim.models.loading import LoadedModel, load_model
@@ -55,5 +55,6 @@ def run_scenario(scenario: Scenario, setup: RunSetup | None = None, context: Run
     hidden = deviations.table
     quality = measure_quality(lm, prefill, ref, setup, hidden[-1])
     participants = participant_rows(setup, sim, math.costs, quality, lm.cfg)
-    return RunRecords(participants, layer_rows(setup, prefill, hidden),
-                      summarize(participants, setup.run_id, setup.responder), sim.trace)
+    summary = summarize(participants, setup.run_id, setup.responder)
+    summary["exchange_s"] = mean_exchange_s(sim)
+    return RunRecords(participants, layer_rows(setup, prefill, hidden), summary, sim.trace)

@@ -5,11 +5,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from fedsim.experiment.config import Scenario, config_hash
+from fedsim.experiment.config import Scenario
 from fedsim.experiment.deployment import Deployment, build_deployment
+from fedsim.experiment.identity import run_key
 from fedsim.experiment.prompt import Prompt, build_prompt
 from fedsim.fedattn.costs import Precision
-from fedsim.fedattn.decode import Sampling
+from fedsim.fedattn.sampling import Sampling
 from fedsim.fedattn.schedule import Schedule, make_schedule
 from fedsim.models.loading import load_model
 
@@ -48,7 +49,8 @@ def prepare(sc: Scenario) -> RunSetup:
                              r_comp_publisher=s.r_comp_publisher, r_comm_publisher=s.r_comm_publisher,
                              publisher_dense=s.publisher_dense)
     return RunSetup(
-        run_id=config_hash(sc.resolved()), model=sc.model.name, prompt=prompt, schedule=schedule, seed=sc.seed,
+        run_id=run_key(sc.resolved()), model=sc.model.name, prompt=prompt, schedule=schedule, seed=sc.seed,
         precision=Precision(kv_bytes=sc.model.kv_bytes_per_element),
-        sampling=Sampling(d.greedy, d.temperature, d.top_k, d.top_p, sc.seed), max_new_tokens=d.max_new_tokens,
+        sampling=Sampling(d.greedy, d.temperature, d.top_k, d.top_p, sc.seed, d.sampler),
+        max_new_tokens=d.max_new_tokens,
         deployment=build_deployment(sc, prompt.partition.publisher))

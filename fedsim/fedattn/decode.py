@@ -7,35 +7,11 @@ gathered K/V at sync blocks); no K/V moves during decoding.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import torch
 
 from fedsim.fedattn.prefill import FedAttnPrefill
-
-
-@dataclass(frozen=True)
-class Sampling:
-    greedy: bool = True
-    temperature: float = 1.0
-    top_k: int = 0
-    top_p: float = 1.0
-    seed: int = 0
-
-
-def sample(logits: torch.Tensor, sampling: Sampling, generator: torch.Generator) -> torch.Tensor:
-    """Next token per row of logits [B, vocab]: argmax, or seeded temperature/top-k/top-p sampling."""
-    if sampling.greedy:
-        return logits.argmax(-1)
-    probs = torch.softmax(logits / sampling.temperature, dim=-1)
-    if sampling.top_k > 0:
-        kth = probs.topk(sampling.top_k, dim=-1).values[:, -1:]
-        probs = torch.where(probs < kth, 0.0, probs)
-    if sampling.top_p < 1.0:
-        sorted_p, order = probs.sort(dim=-1, descending=True)
-        drop = sorted_p.cumsum(-1) - sorted_p > sampling.top_p
-        probs = probs.scatter(-1, order, torch.where(drop, 0.0, sorted_p))
-    return torch.multinomial(probs / probs.sum(-1, keepdim=True), 1, generator=generator)[:, 0]
+from fedsim.fedattn.sampling import Sampling, sample
 
 
 @torch.inference_mode()

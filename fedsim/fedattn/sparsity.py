@@ -30,14 +30,6 @@ class Sparsity:
     shared: dict[int, torch.Tensor]  # sync layer -> [L] bool: tokens their owner shares there (within kept)
 
 
-def ratios(schedule: Schedule, publisher: bool) -> tuple[float, float]:
-    """(r_comp, r_comm) of the publisher or of a collaborator."""
-    if not publisher:
-        return schedule.r_comp, schedule.r_comm
-    comp, comm = schedule.r_comp_publisher, schedule.r_comm_publisher
-    return (schedule.r_comp if comp is None else comp), (schedule.r_comm if comm is None else comm)
-
-
 def _subset(rng: np.random.Generator, idx: np.ndarray, ratio: float) -> np.ndarray:
     return idx if ratio >= 1.0 else rng.choice(idx, max(1, int(ratio * len(idx))), replace=False)
 
@@ -46,7 +38,7 @@ def draw_sparsity(partition: Partition, schedule: Schedule, seed: int) -> Sparsi
     """The kept tokens of every participant and, per sync block, the shared subset of them."""
     rng = np.random.default_rng(seed)
     L, N = partition.n_tokens, partition.n_participants
-    per_part = [ratios(schedule, p == partition.publisher) for p in range(N)]
+    per_part = [schedule.ratios(publisher=p == partition.publisher) for p in range(N)]
     kept = np.zeros(L, dtype=bool)
     for p, (r_comp, _) in enumerate(per_part):
         kept[_subset(rng, partition.tokens_of(p), r_comp)] = True

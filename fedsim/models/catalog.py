@@ -9,12 +9,14 @@ folder and reuse the result. `tiny-random` has no file: it is built in memory fo
 
 from __future__ import annotations
 
+import hashlib
 import importlib.metadata
 import importlib.util
 import os
 import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import IO
 
@@ -103,3 +105,25 @@ def locate_model_file(name: str) -> Path | None:
         raise UserError("model.name", f"unknown model {name!r}", f"known models: {', '.join(MODEL_NAMES)}")
     locate = MODELS[name].locate
     return None if locate is None else locate()
+
+
+def file_digest(path: Path) -> str:
+    """sha256 of a file's bytes (hex): what a model file *is*, wherever it was installed. Remembered per
+    process while the file's size and modification time stay the same."""
+    stat = Path(path).stat()
+    return _digest(str(Path(path).resolve()), stat.st_size, stat.st_mtime_ns)
+
+
+@lru_cache(maxsize=8)
+def _digest(path: str, size: int, mtime_ns: int) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(16 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def model_digest(name: str) -> str | None:
+    """The content digest of a known model's file; None for a model built in memory (its code is its identity)."""
+    path = locate_model_file(name)
+    return None if path is None else file_digest(path)

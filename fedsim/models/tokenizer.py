@@ -20,7 +20,6 @@ from tokenizers import Tokenizer as _HFTokenizer
 _SCALAR = {T.UINT8: "B", T.INT8: "b", T.UINT16: "H", T.INT16: "h", T.UINT32: "I", T.INT32: "i",
            T.FLOAT32: "f", T.BOOL: "?", T.UINT64: "Q", T.INT64: "q", T.FLOAT64: "d"}
 _CONTROL, _USER_DEFINED = 3, 4  # llama.cpp token types
-_CHAT_END_TOKENS = ("<|im_end|>", "<|endoftext|>")
 _QWEN2_SPLIT = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}"
                 r"| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+")
 _PRE_TOKENIZERS = {
@@ -91,8 +90,7 @@ class Tokenizer:
         self._tokens = tokens
         self._bos_id: int | None = meta.get("tokenizer.ggml.bos_token_id")
         self._add_bos = bool(meta.get("tokenizer.ggml.add_bos_token", False))
-        eos = [meta["tokenizer.ggml.eos_token_id"]] + [vocab[t] for t in _CHAT_END_TOKENS if t in vocab]
-        self._eos_ids = tuple(dict.fromkeys(eos))
+        self._eos_ids = (int(meta["tokenizer.ggml.eos_token_id"]),)
         env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True,
                                             extensions=["jinja2.ext.loopcontrols"])
         env.globals["raise_exception"] = _raise_exception
@@ -111,7 +109,8 @@ class Tokenizer:
 
     @property
     def eos_ids(self) -> tuple[int, ...]:
-        """Ids that end generation: the GGUF's eos plus the chat end-of-turn tokens the vocabulary has."""
+        """Ids that end generation: the model's eos_token_id only, as in the authors' code (a chat end-of-turn
+        or end-of-text token that is not the eos is generated like any other token)."""
         return self._eos_ids
 
     @property

@@ -117,6 +117,12 @@ class Transformer:
         k = k * cos + rotate_half(k) * sin
         return q, k, v
 
+    def attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """`attention` under an explicit boolean mask (True = may attend) that broadcasts to [B, H, T, S], for
+        code that holds one (a single participant's view, fedsim.fedattn.participant)."""
+        additive = torch.zeros(mask.shape, dtype=q.dtype).masked_fill_(~mask, float("-inf"))
+        return attention(q, k, v, mask=additive)[0]
+
     def finish(self, layer: int, x: torch.Tensor, attn: torch.Tensor) -> torch.Tensor:
         """Output projection + residual, then the SwiGLU feed-forward + residual; `attn` is [B, T, H, d].
         Long prompts run the FFN in token chunks (rows are independent) to bound its intermediates."""

@@ -1,8 +1,9 @@
 """Read a GGUF file into a `ModelConfig` and fp32 torch weights, with an on-disk cache.
 
-Dequantizing the Q4_1/Q8_0 tensors with `gguf`'s numpy reader takes a second or more, and a sweep loads
-the model in every worker, so the dequantized weights are cached as one `torch.save` file keyed by the
-GGUF's path, size and mtime.
+Dequantizing the Q4_1/Q8_0 tensors with `gguf`'s numpy reader takes seconds, and a sweep loads the model in
+every worker, so the dequantized weights are cached in `cache_dir()/weights/` as one safetensors file named by
+the sha256 of the GGUF's bytes: one copy per model however many installs ship it, and writing a model's new
+copy removes its older ones. Workers map the file (pages shared between processes) rather than copy it.
 
 llama.cpp's converter permutes the rows of Q and K in Llama models so that RoPE rotates interleaved
 pairs; we undo that permutation so that the plain-torch block can use the Hugging Face "rotate half"
@@ -11,16 +12,18 @@ convention and match `transformers` exactly. Qwen2 GGUFs are not permuted.
 
 from __future__ import annotations
 
-import hashlib
+import json
 from pathlib import Path
 
 import numpy as np
 import torch
 from gguf import GGUFReader
 from gguf.quants import dequantize
+from safetensors import safe_open
+from safetensors.torch import save
 
 from fedsim.common.files import atomic_write
-from fedsim.models.catalog import cache_dir
+from fedsim.models.catalog import cache_dir, file_digest
 from fedsim.models.transformer import ModelConfig
 
 SUPPORTED_ARCHS = ("llama", "qwen2")
@@ -80,22 +83,35 @@ def read_weights(reader: GGUFReader, cfg: ModelConfig) -> dict[str, torch.Tensor
     return weights
 
 
-def _cache_path(path: Path) -> Path:
-    stat = path.stat()
-    key = f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}|{CACHE_FORMAT}"
-    return cache_dir() / f"{path.stem}-{hashlib.sha256(key.encode()).hexdigest()[:12]}.pt"
+def cache_path(path: Path) -> Path:
+    """Where the dequantized weights of a GGUF file are cached: named by the file's stem and content."""
+    return cache_dir() / "weights" / f"{path.stem}-{file_digest(path)[:16]}-v{CACHE_FORMAT}.safetensors"
 
 
 def load_gguf(path: Path, use_cache: bool = True) -> tuple[ModelConfig, dict[str, torch.Tensor]]:
     """Config and fp32 weights of a GGUF file; the dequantized weights are cached on disk."""
     path = Path(path)
-    cached = _cache_path(path)
-    if use_cache and cached.exists():
-        blob = torch.load(cached, weights_only=True)  # not mmap: matmuls on mapped pages ran 25x slower
-        return ModelConfig(**blob["config"]), blob["weights"]
+    cached = cache_path(path) if use_cache else None
+    if cached is not None and cached.is_file():
+        try:
+            with safe_open(cached, framework="pt") as f:
+                config = ModelConfig(**json.loads(f.metadata()["config"]))
+                return config, {name: f.get_tensor(name) for name in f.keys()}
+        except Exception:  # a truncated or foreign file: rebuild it from the GGUF below
+            pass
     reader = GGUFReader(path)
     cfg = read_config(reader)
     weights = read_weights(reader, cfg)
-    if use_cache:
-        atomic_write(cached, lambda f: torch.save({"config": cfg.as_dict(), "weights": weights}, f))
+    if cached is not None:
+        blob = save(weights, metadata={"config": json.dumps(cfg.as_dict())})
+        atomic_write(cached, blob)
+        _remove_older_copies(path, cached)
     return cfg, weights
+
+
+def _remove_older_copies(path: Path, kept: Path) -> None:
+    """Other contents of the same model (an older package version) and the path-keyed .pt files of fedsim 0.1."""
+    stale = [*kept.parent.glob(f"{path.stem}-*.safetensors"), *cache_dir().glob(f"{path.stem}-*.pt")]
+    for old in stale:
+        if old != kept:
+            old.unlink(missing_ok=True)

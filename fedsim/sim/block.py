@@ -57,6 +57,15 @@ class Block:
             if (yield self.reached[s]):
                 yield self.sim.env.all_of(list(self.deliveries.get(s, {}).values()))
 
+    def exchange_span(self) -> float:
+        """Seconds from the first send of this block's K/V to its last delivery (NaN at a local block or when
+        nothing was delivered)."""
+        arrivals = [ev.value for sent in self.deliveries.values() for ev in sent.values()
+                    if ev.triggered and ev.value is not None]
+        if not arrivals:
+            return nan
+        return max(arrivals) - min(self.reach_time[s] for s in self.deliveries)
+
     def _delivered(self, s: int, r: int) -> bool:
         ev = self.deliveries.get(s, {}).get(r)
         return ev is not None and ev.triggered and ev.value is not None

@@ -4,18 +4,19 @@ Timing model, in plain words (what each number in a SimResult means):
 
 - **Time starts at 0 for everyone.** Each participant runs blocks 0..n_layers-1 of its own prompt slice,
   one after another, on its own device. A block has a *pre* part (norm + Q/K/V projections: flops_pre,
-  bytes_pre) and a *post* part (attention + output projection + FFN: flops_post, bytes_post). Each part
-  takes `device.compute_time(flops, bytes)`, the roofline max(flops / achieved FLOP/s, bytes / memory
-  bandwidth). A device computes one thing at a time; the network card works in parallel.
+  bytes_pre) and a *post* part (attention + output projection + FFN: flops_post, bytes_post). The device
+  says how long each part takes (`device.block_times(cost)`): a roofline device takes max(flops / achieved
+  FLOP/s, bytes / memory bandwidth); a measured device (`fedsim calibrate`) interpolates tables of the
+  part's queries and keys. A device computes one thing at a time; the network card works in parallel.
 - **Local block**: pre, then post, no waiting.
 - **Sync block**: after pre, the participant sends its K/V (`send_bytes`) to every other live participant
   over the topology (fedsim/network.py), then waits until the K/V it needs has arrived, then runs post.
   **Publisher block**: only the publisher (`EngineOptions.publisher`) sends; it does not wait; the collaborators
   wait for its K/V. Sending never blocks the sender's compute.
 - **Overlap** (`overlap=True`): while waiting, the participant already computes the attention over its own
-  keys (`flops_post_own` of the cost; its share of bytes_post is
-  proportional, which keeps the roofline time of the split block equal to the unsplit one); the rest of
-  post runs once the K/V is in. Without overlap: send, wait, then all of post.
+  keys (`BlockTimes.post_own`: on a roofline the time of `flops_post_own` with a proportional share of
+  bytes_post); the rest of post (its time minus that part) runs once the K/V is in. Without overlap: send,
+  wait, then all of post.
 - **What "waits for" means.** Without a deadline, a participant continues as soon as every other
   participant's K/V has either arrived at it or is known lost (a dropout is seen at once by everyone).
   With `deadline_s`, the cutoff of a sync/publisher block is `deadline_s` seconds after the FIRST
@@ -41,7 +42,8 @@ Timing model, in plain words (what each number in a SimResult means):
 - **Dropout** (participant, time): at that time the device stops: its compute ends, its transfers and
   relaying stop, the K/V it had not finished sending is lost, and it is left out of every later decision.
 - **Decode**: after its prefill, the responder generates n_decode tokens alone; token i takes
-  `compute_time(decode_step_cost(i))` (memory-bound: every weight is read once per token). Nothing but
+  `device.decode_time(decode_step_cost(i))` (memory-bound on a roofline: every weight is read once per token).
+  Nothing but
   its own dropout can affect it (no network, its own device), so the tokens are timed after the event
   loop, once the math has run every block (decode costs depend on the final K/V caches); a responder
   dropout inside its decode window keeps only the tokens finished before it.
@@ -63,10 +65,11 @@ import numpy as np
 import simpy
 
 from fedsim.sim.block import Block
+from fedsim.sim.devices import Device
 from fedsim.sim.network import TOPOLOGIES, Network
 from fedsim.sim.outcome import LayerResult, SimResult
 from fedsim.sim.participant import Participant
-from fedsim.sim.profiles import DeviceProfile, LinkProfile
+from fedsim.sim.profiles import LinkProfile
 from fedsim.sim.trace import TraceEvent
 
 LAYER_KINDS = ("local", "sync", "publisher")
@@ -82,6 +85,10 @@ class LayerCostLike(Protocol):
     bytes_pre: float
     bytes_post: float
     send_bytes: float
+    n_queries: int  # the work in its own units, which measured devices time
+    attended_pairs: int
+    own_pairs: int
+    cache_keys: int
 
 
 class LayerMath(Protocol):
@@ -124,7 +131,7 @@ class _CountingEnvironment(simpy.Environment):
         super().step()
 
 
-def simulate(math: LayerMath, devices: Sequence[DeviceProfile], links: Sequence[LinkProfile],
+def simulate(math: LayerMath, devices: Sequence[Device], links: Sequence[LinkProfile],
              options: EngineOptions) -> SimResult:
     """Simulate one FedAttn prefill + decode; see the module docstring for the timing model."""
     return Simulation(math, devices, links, options).run()
@@ -133,7 +140,7 @@ def simulate(math: LayerMath, devices: Sequence[DeviceProfile], links: Sequence[
 class Simulation:
     """The world the participants and blocks live in: clock, network, and the math they drive."""
 
-    def __init__(self, math: LayerMath, devices: Sequence[DeviceProfile], links: Sequence[LinkProfile],
+    def __init__(self, math: LayerMath, devices: Sequence[Device], links: Sequence[LinkProfile],
                  options: EngineOptions):
         n, n_layers = math.n_participants, math.n_layers
         _check(n, devices, links, options)
@@ -179,7 +186,8 @@ class Simulation:
 
     def _result(self) -> SimResult:
         participants = tuple(p.result(self.net) for p in self.participants)
-        layers = tuple(LayerResult(b.layer, b.kind, b.decided.value, b.decided_s) for b in self.blocks)
+        layers = tuple(LayerResult(b.layer, b.kind, b.decided.value, b.decided_s, b.exchange_span())
+                       for b in self.blocks)
         names = {p.index: f"P{p.index} {p.device.name}" for p in self.participants}
         if self.options.topology == "star":
             names[self.net.hub_track] = "hub"
@@ -187,7 +195,7 @@ class Simulation:
                          tuple(self.trace or ()), names)
 
 
-def _check(n: int, devices: Sequence[DeviceProfile], links: Sequence[LinkProfile], o: EngineOptions) -> None:
+def _check(n: int, devices: Sequence[Device], links: Sequence[LinkProfile], o: EngineOptions) -> None:
     if n < 1 or len(devices) != n or len(links) != n:
         raise ValueError(f"{n} participants need as many devices and links, got {len(devices)} and {len(links)}")
     if o.topology not in TOPOLOGIES:

@@ -2,6 +2,9 @@
 
 The model, in the order a byte meets it:
 
+- **Direct links.** Where both ends' links are `direct` (ad-hoc radio, a shared bus, a shaped loopback), a
+  device-to-device transfer (mesh, ring) is one hop on the sender's uplink, crossing the medium once; a
+  star still goes through its relay (up, then down).
 - **Attachment links.** Participant p reaches the network through its own LinkProfile: an uplink
   (device -> network, `uplink_Bps`) and a downlink (network -> device, `downlink_Bps`), each traversal
   costing `latency_s` (+ seeded jitter, one draw per traversal and message). A device-to-device transfer
@@ -236,9 +239,19 @@ class Network:
 
     def _uplink_hop(self, msg: _Message, src: int, dst: Node, lane: str) -> None:
         link = self.links[src]
+        touches = (src, dst) if isinstance(dst, int) else (src,)  # a direct hop reaches the receiver itself
         msg.hops.append(_Hop(src, (dst,), self._up[src], Rate([(link.uplink_Bps, link)]),
-                             (self._latency(msg, link),), sender=src, relay=False, touches=(src,), track=src,
+                             (self._latency(msg, link),), sender=src, relay=False, touches=touches, track=src,
                              lane=lane, cancel_ev=self.env.event()))
+
+    def _device_to_device(self, msg: _Message, a: int, b: int) -> None:
+        """a -> b: once on a's uplink when both links are direct (no access point in between), else a's uplink
+        to the network core, then b's downlink."""
+        if self.links[a].direct and self.links[b].direct:
+            self._uplink_hop(msg, a, b, f"send -> P{b}")
+            return
+        self._uplink_hop(msg, a, f"net{b}", f"send -> P{b}")
+        self._downlink_hop(msg, f"net{b}", [b], relay=False, track=b, lane=f"recv <- P{a}")
 
     def _downlink_hop(self, msg: _Message, src: Node, dsts: Sequence[int], *, relay: bool, track: int,
                       lane: str) -> None:
@@ -258,16 +271,14 @@ class Network:
 
     def _route_mesh(self, msg: _Message, receivers: list[int]) -> None:
         for r in receivers:
-            self._uplink_hop(msg, msg.origin, f"net{r}", f"send -> P{r}")
-            self._downlink_hop(msg, f"net{r}", [r], relay=False, track=r, lane=f"recv <- P{msg.origin}")
+            self._device_to_device(msg, msg.origin, r)
 
     def _route_ring(self, msg: _Message, receivers: list[int]) -> None:
         ring = sorted([msg.origin, *receivers])
         start = ring.index(msg.origin)
         path = ring[start:] + ring[:start]
         for a, b in zip(path[:-1], path[1:], strict=True):
-            self._uplink_hop(msg, a, f"net{b}", f"send -> P{b}")
-            self._downlink_hop(msg, f"net{b}", [b], relay=False, track=b, lane=f"recv <- P{a}")
+            self._device_to_device(msg, a, b)
 
     # ---- running ---------------------------------------------------------------------------------
 

@@ -37,6 +37,7 @@ class LayerResult:
     kind: str
     included: frozenset[int]
     decided_s: float  # simulated time at which `included` was decided
+    exchange_s: float  # first send of the block's K/V to its last delivery (NaN at a local block)
 
 
 @dataclass(frozen=True)

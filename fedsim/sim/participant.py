@@ -9,9 +9,9 @@ from typing import TYPE_CHECKING
 
 import simpy
 
+from fedsim.sim.devices import Device
 from fedsim.sim.network import Network
 from fedsim.sim.outcome import ParticipantResult
-from fedsim.sim.profiles import DeviceProfile
 
 if TYPE_CHECKING:
     from fedsim.sim.engine import Simulation
@@ -34,7 +34,7 @@ class _Accounts:
 class Participant:
     """One device running every block on its own tokens."""
 
-    def __init__(self, sim: Simulation, index: int, device: DeviceProfile):
+    def __init__(self, sim: Simulation, index: int, device: Device):
         self.sim, self.index, self.device = sim, index, device
         self.alive = True
         self.acc = _Accounts()
@@ -57,7 +57,8 @@ class Participant:
         layer, kind, publisher = block.layer, block.kind, sim.options.publisher
         early_view = sim.alive()
         early = sim.math.layer_cost(layer, p, early_view)
-        yield from self._compute(f"L{layer} pre", early.flops_pre, early.bytes_pre)
+        times = self.device.block_times(early)
+        yield from self._compute(f"L{layer} pre", times.pre, early.flops_pre, early.bytes_pre)
         left_out = block.decided.triggered and p not in block.decided.value
         receivers = [q.index for q in sim.participants if q.alive and q.index != p]
         sends = kind == "sync" or (kind == "publisher" and p == publisher)
@@ -67,18 +68,20 @@ class Participant:
             acc.exposed_bytes += early.send_bytes
         block.arrive(p)
         if kind == "local" or (kind == "publisher" and p == publisher):
-            yield from self._compute(f"L{layer} post", early.flops_post, early.bytes_post)
+            yield from self._compute(f"L{layer} post", times.post, early.flops_post, early.bytes_post)
             return
         exchange = sim.env.process(self._exchange(block))
-        own_flops = own_bytes = 0.0
-        if sim.options.overlap:
-            own_flops = min(early.flops_post_own, early.flops_post)
+        own_s = own_flops = own_bytes = 0.0
+        if sim.options.overlap:  # the attention over its own keys runs while the others' K/V is on its way
+            own_s, own_flops = times.post_own, min(early.flops_post_own, early.flops_post)
             own_bytes = early.bytes_post * own_flops / early.flops_post if own_flops > 0 else 0.0
-            yield from self._compute(f"L{layer} post own", own_flops, own_bytes)
+            yield from self._compute(f"L{layer} post own", own_s, own_flops, own_bytes)
         view = yield from self._wait(exchange)
         cost = early if view == early_view else sim.math.layer_cost(layer, p, view)
+        post_s = times.post if cost is early else self.device.block_times(cost).post
         yield from self._compute(f"L{layer} post" + (" rest" if sim.options.overlap else ""),
-                                 max(0.0, cost.flops_post - own_flops), max(0.0, cost.bytes_post - own_bytes))
+                                 max(0.0, post_s - own_s), max(0.0, cost.flops_post - own_flops),
+                                 max(0.0, cost.bytes_post - own_bytes))
 
     def _exchange(self, block):
         """Wait until this participant may run the post part of a sync/publisher block; return the set of
@@ -98,9 +101,8 @@ class Participant:
             return frozenset(q for q in holds if sim.participants[q].alive)
         return frozenset(q for q in sim.alive() if q != sim.options.publisher or q in holds)
 
-    def _compute(self, name: str, flops: float, nbytes: float):
+    def _compute(self, name: str, dt: float, flops: float, nbytes: float):
         env, acc = self.sim.env, self.acc
-        dt = self.device.compute_time(flops, nbytes)
         start = env.now
         acc.busy = ("compute", start, name)
         yield env.timeout(dt)
@@ -160,7 +162,7 @@ class Participant:
             cost = sim.math.decode_step_cost(step)
             flops = cost.flops_pre + cost.flops_post
             nbytes = cost.bytes_pre + cost.bytes_post
-            dt = self.device.compute_time(flops, nbytes)
+            dt = self.device.decode_time(cost)
             if t + dt > stop:  # the dropout interrupts this token
                 sim.trace_compute(p, f"decode {step} (dropped)", t, stop - t, {})
                 self.alive = False

@@ -2,28 +2,27 @@
 
 The numbers live in `fedsim/sim/data/{devices,links}.yaml`, each with a cited source. They are pydantic
 models, validated once on load (positive rates, efficiency in (0, 1], ...), so the engine can trust every
-field; errors are one line, rendered like scenario errors. Link files use network units (Mbit/s, ms);
-`mbps` and `ms` convert them to SI (bytes/s, s), here and nowhere else.
+field; errors are one line, rendered like scenario errors. Link files use network units (Mbit/s, ms,
+nJ/bit); `mbps`, `ms` and `nj` convert them to SI (bytes/s, s, J/bit), here and nowhere else. The power
+and energy-per-bit fields feed fedsim.sim.energy; a profile without them gets NaN energy.
 """
 
 from __future__ import annotations
 
 import bisect
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from functools import cache
 from importlib import resources
 from pathlib import Path
-from typing import Annotated, Any, Literal, TypeVar
+from typing import Any, TypeVar
 
-from pydantic import Field, StringConstraints, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from fedsim.common.errors import UserError
 from fedsim.common.files import load_yaml
 from fedsim.common.schema import Section, suggest, validate
-
-PRECISIONS = ("fp16", "fp32", "bf16", "int8")
-Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1)]  # a non-blank string
+from fedsim.sim.devices import Device, DeviceProfile, MeasuredDevice, Text
 
 
 def mbps(value: float) -> float:
@@ -36,28 +35,9 @@ def ms(value: float) -> float:
     return value / 1e3
 
 
-class DeviceProfile(Section):
-    """One device's compute/memory roofline plus its per-message software cost."""
-
-    name: Text = Field(description="the profile's name")
-    description: Text = Field(description="what hardware and mode this is")
-    peak_flops: float = Field(gt=0, description="dense FLOP/s at `precision`, a number > 0")
-    precision: Literal[PRECISIONS] = Field(description="the arithmetic peak_flops is quoted for")
-    mem_bandwidth: float = Field(gt=0, description="DRAM bandwidth in bytes/s, a number > 0")
-    mem_bytes: float = Field(gt=0, description="DRAM size in bytes, a number > 0")
-    efficiency: float = Field(gt=0, le=1, description="the achieved fraction of peak_flops, in (0, 1]")
-    msg_overhead_s: float = Field(ge=0, allow_inf_nan=False,
-                                  description="software seconds per message sent, a finite number >= 0")
-    source: Text = Field(description="a citation: URL + the numbers read there")
-    note: str = Field("", description="derivations and estimates behind the numbers")
-
-    def compute_time(self, flops: float, bytes_moved: float) -> float:
-        """Roofline time (s): the slower of achieved compute and memory traffic.
-
-        Prefill GEMMs are compute-bound; one-token decode reads every weight for little math, so it
-        is memory-bound. Taking the max lets one formula cover both.
-        """
-        return max(flops / (self.peak_flops * self.efficiency), bytes_moved / self.mem_bandwidth)
+def nj(value: float | None) -> float | None:
+    """Nanojoules (per bit) -> joules."""
+    return None if value is None else value * 1e-9
 
 
 class LinkProfile(Section):
@@ -72,10 +52,23 @@ class LinkProfile(Section):
     jitter_s: float = Field(ge=0, allow_inf_nan=False,
                             description="the standard deviation of latency_s in s, a finite number >= 0")
     shared_medium: bool = Field(description="true for one half-duplex channel shared by every device (Wi-Fi)")
+    direct: bool = Field(False, description="true if devices reach each other without an access point or switch "
+                         "(ad-hoc radio, a shared bus, a shaped loopback): a device-to-device transfer crosses "
+                         "the medium once, on the sender's uplink")
+    uplink_j_per_bit: float | None = Field(None, ge=0, allow_inf_nan=False,
+                                           description="radio energy per bit sent in J, a finite number >= 0")
+    downlink_j_per_bit: float | None = Field(None, ge=0, allow_inf_nan=False,
+                                             description="radio energy per bit received in J, a finite number >= 0")
     source: Text = Field(description="a citation: URL + the numbers read there")
     note: str = Field("", description="derivations and estimates behind the numbers")
     rate_trace: tuple[tuple[float, float], ...] = Field(
         (), description="a list of [time_s, factor] pairs with increasing times >= 0 and factors > 0")
+
+    @model_validator(mode="after")
+    def _both_directions(self) -> LinkProfile:
+        if (self.uplink_j_per_bit is None) != (self.downlink_j_per_bit is None):
+            raise ValueError("give both uplink and downlink energy per bit, or neither")
+        return self
 
     @field_validator("rate_trace", mode="before")
     @classmethod
@@ -110,6 +103,9 @@ class _LinkEntry(Section):
     latency_ms: float = Field(ge=0, allow_inf_nan=False, description="one-way latency in ms, a finite number >= 0")
     jitter_ms: float = Field(ge=0, allow_inf_nan=False, description="latency jitter (std) in ms, a finite number >= 0")
     shared_medium: bool = Field(description="true for one half-duplex channel shared by every device (Wi-Fi)")
+    direct: bool = Field(False, description="true if devices reach each other without an access point")
+    uplink_nj_per_bit: float | None = Field(None, ge=0, description="radio energy per bit sent in nJ, >= 0")
+    downlink_nj_per_bit: float | None = Field(None, ge=0, description="radio energy per bit received in nJ, >= 0")
     source: Text = Field(description="a citation: URL + the numbers read there")
     note: str = ""
     rate_trace: list[Any] = Field(default_factory=list, description="a list of [time_s, factor] pairs")
@@ -118,10 +114,12 @@ class _LinkEntry(Section):
         return LinkProfile(
             name=name, description=self.description, uplink_Bps=mbps(self.uplink_mbps),
             downlink_Bps=mbps(self.downlink_mbps), latency_s=ms(self.latency_ms), jitter_s=ms(self.jitter_ms),
-            shared_medium=self.shared_medium, source=self.source, note=self.note, rate_trace=self.rate_trace)
+            shared_medium=self.shared_medium, direct=self.direct, uplink_j_per_bit=nj(self.uplink_nj_per_bit),
+            downlink_j_per_bit=nj(self.downlink_nj_per_bit), source=self.source, note=self.note,
+            rate_trace=self.rate_trace)
 
 
-Profile = TypeVar("Profile", DeviceProfile, LinkProfile)
+Profile = TypeVar("Profile", DeviceProfile, MeasuredDevice, LinkProfile)
 
 
 def with_overrides(profile: Profile, **fields: Any) -> Profile:
@@ -163,9 +161,13 @@ def _read_table(path: Path | Any, kind: str) -> dict[str, dict[str, Any]]:
     return data
 
 
-def _devices_from(path: Path | Any) -> dict[str, DeviceProfile]:
-    table = _read_table(path, "device")
-    return {n: validate(DeviceProfile, {"name": n, **e}, str(path), [n]) for n, e in table.items()}
+def _device(name: str, entry: dict[str, Any], source: str) -> Device:
+    model = MeasuredDevice if entry.get("kind") == "measured" else DeviceProfile
+    return validate(model, {"name": name, **entry}, source, [name])
+
+
+def _devices_from(path: Path | Any) -> dict[str, Device]:
+    return {n: _device(n, e, str(path)) for n, e in _read_table(path, "device").items()}
 
 
 def _links_from(path: Path | Any) -> dict[str, LinkProfile]:
@@ -186,7 +188,7 @@ def _packaged_links() -> dict[str, LinkProfile]:
     return _links_from(_packaged("links.yaml"))
 
 
-def load_devices(path: Path | None = None) -> dict[str, DeviceProfile]:
+def load_devices(path: Path | None = None) -> dict[str, Device]:
     """Device profiles by name from `path`, or the shipped library (parsed once per process)."""
     return dict(_packaged_devices()) if path is None else _devices_from(Path(path))
 
@@ -196,6 +198,38 @@ def load_links(path: Path | None = None) -> dict[str, LinkProfile]:
     return dict(_packaged_links()) if path is None else _links_from(Path(path))
 
 
+def load_library(extra: Sequence[str | Path] = ()) -> tuple[dict[str, Device], dict[str, LinkProfile]]:
+    """The shipped devices and links plus those of `extra` profile files (each a YAML mapping with `devices:`
+    and/or `links:` tables, as `fedsim calibrate` writes them; a later entry replaces one of the same name)."""
+    devices, links = load_devices(), load_links()
+    for path in extra:
+        source = str(path)
+        try:
+            data = load_yaml(Path(path).read_text(encoding="utf-8"))
+        except OSError as exc:
+            raise UserError("profiles", f"cannot read {source}: {exc.strerror}", "give a profile file's path") \
+                from None
+        except Exception as exc:  # a YAML syntax error: its first line says where
+            raise UserError("", f"invalid YAML: {str(exc).splitlines()[0]}", "check the file's syntax", source) \
+                from None
+        if not isinstance(data, dict) or not set(data) <= {"devices", "links"} or not data:
+            raise UserError("", "a profile file is a mapping with `devices:` and/or `links:` tables",
+                            "see `fedsim calibrate --help`", source)
+        for name, entry in _entries(data.get("devices"), "device", source).items():
+            devices[name] = _device(name, entry, source)
+        for name, entry in _entries(data.get("links"), "link", source).items():
+            links[name] = validate(_LinkEntry, entry, source, [name]).profile(name)
+    return devices, links
+
+
+def _entries(table: Any, kind: str, source: str) -> dict[str, dict[str, Any]]:
+    if table is None:
+        return {}
+    if not isinstance(table, dict) or not all(isinstance(k, str) and isinstance(v, dict) for k, v in table.items()):
+        raise UserError(f"{kind}s", f"must map {kind} names to tables of fields", "", source)
+    return table
+
+
 def _lookup(kind: str, name: str, table: Mapping[str, Profile]) -> Profile:
     if name in table:
         return table[name]
@@ -203,7 +237,7 @@ def _lookup(kind: str, name: str, table: Mapping[str, Profile]) -> Profile:
                     suggest(str(name), list(table), f"known {kind}s (see `fedsim profiles`)"))
 
 
-def get_device(name: str, devices: Mapping[str, DeviceProfile] | None = None) -> DeviceProfile:
+def get_device(name: str, devices: Mapping[str, Device] | None = None) -> Device:
     """The device profile called `name` (from `devices`, default the shipped library)."""
     return _lookup("device", name, load_devices() if devices is None else devices)
 
@@ -216,17 +250,23 @@ def get_link(name: str, links: Mapping[str, LinkProfile] | None = None) -> LinkP
 def describe() -> str:
     """Every shipped device and link as aligned columns, each with its source on the line below."""
     devices = [(d.name, f"{d.peak_flops / 1e12:g} TFLOP/s {d.precision}", f"{d.mem_bandwidth / 1e9:g} GB/s",
-                f"{d.mem_bytes / 2**30:.3g} GiB", f"{d.efficiency:g}", f"{d.msg_overhead_s * 1e6:g} us", d.source)
+                f"{d.mem_bytes / 2**30:.3g} GiB", f"{d.efficiency:g}", f"{d.msg_overhead_s * 1e6:g} us",
+                f"{d.active_power_w:g} / {d.idle_power_w:g} W" if d.active_power_w is not None else "-", d.source)
                for d in load_devices().values()]
     links = [(k.name, f"{k.uplink_Bps * 8 / 1e6:g} Mbit/s", f"{k.downlink_Bps * 8 / 1e6:g} Mbit/s",
               f"{k.latency_s * 1e3:g} ms", f"{k.jitter_s * 1e3:g} ms", "shared" if k.shared_medium else "dedicated",
-              k.source) for k in load_links().values()]
+              _per_bit(k.uplink_j_per_bit, k.downlink_j_per_bit), k.source) for k in load_links().values()]
     return "\n".join([
         *_table("DEVICES", ("name", "peak compute", "memory bandwidth", "memory", "efficiency",
-                            "per-message overhead"), devices),
+                            "per-message overhead", "power active / idle"), devices),
         "",
-        *_table("LINKS", ("name", "uplink", "downlink", "latency (one way)", "jitter", "medium"), links),
+        *_table("LINKS", ("name", "uplink", "downlink", "latency (one way)", "jitter", "medium",
+                          "radio energy up / down"), links),
     ])
+
+
+def _per_bit(up: float | None, down: float | None) -> str:
+    return "-" if up is None or down is None else f"{up * 1e9:g} / {down * 1e9:g} nJ/bit"
 
 
 def _table(title: str, headers: tuple[str, ...], rows: list[tuple[str, ...]]) -> list[str]:

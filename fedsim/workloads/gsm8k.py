@@ -1,8 +1,11 @@
 """GSM8K chain-of-thought prompts in the FedAttn authors' format, from exemplars shipped in lm-eval.
 
-The 8 gsm8k-cot exemplars are read from the installed `lm-eval` package's task YAML (the package is
-never imported, and `pip install --no-deps lm_eval` suffices), so no dataset download is needed and
-nothing is copied into this repo. With no test split available, questions are leave-one-out: question
+The 8 gsm8k-cot exemplars are read from one file of the lm-eval distribution, `lm_eval/tasks/gsm8k/
+gsm8k-cot.yaml`, inside the wheel that `setup.sh` downloads once with `pip download --no-deps
+lm_eval==0.4.13` into the cache folder (`lm_eval_wheel_dir()`). lm-eval is never installed (installing
+it without its many dependencies leaves pip with a broken environment) nor imported, no dataset is
+downloaded, and nothing is copied into this repo; after set-up it works offline. An lm-eval that is
+installed anyway is the fallback. With no test split available, questions are leave-one-out: question
 i is exemplar i, and the prompt uses the first `shots` of the other 7 (lm-eval's `first_n` order).
 Answer extraction follows the authors' order: \\boxed{...}, then "the answer is N", then the last number
 in the last 5 lines.
@@ -12,6 +15,7 @@ from __future__ import annotations
 
 import importlib.util
 import re
+import zipfile
 from dataclasses import dataclass
 from fractions import Fraction
 from functools import lru_cache
@@ -21,9 +25,12 @@ from typing import Literal
 import yaml
 from pydantic import Field
 
+from fedsim.common.errors import UserError
+from fedsim.models.catalog import cache_dir
 from fedsim.workloads.base import Chat, PromptPiece, Task, TaskParams, Workload, wrap_chat
 
-TASK_YAML = Path("tasks") / "gsm8k" / "gsm8k-cot.yaml"
+LM_EVAL = "lm_eval==0.4.13"  # the distribution the exemplars come from (setup.sh downloads its wheel)
+TASK_YAML = "lm_eval/tasks/gsm8k/gsm8k-cot.yaml"  # the one file read, as named inside the distribution
 N_EXEMPLARS = 8
 
 # A number: thousands-grouped ("1,234.5") or plain ("-12", "3.5", "3/4").
@@ -45,18 +52,30 @@ class Exemplar:
         return f"Question: {self.question}\nLet's think step by step\n{self.cot}\nThe answer is {self.answer}\n"
 
 
-def lm_eval_task_yaml() -> Path:
-    """Path of gsm8k-cot.yaml inside the installed lm-eval, located without importing lm_eval."""
-    spec = importlib.util.find_spec("lm_eval")
-    if spec is None or not spec.submodule_search_locations:
-        raise ModuleNotFoundError("task kind gsm8k needs lm-eval's task files: pip install --no-deps lm_eval")
-    return Path(next(iter(spec.submodule_search_locations))) / TASK_YAML
+def lm_eval_wheel_dir() -> Path:
+    """Where setup.sh puts the lm-eval wheel: `<fedsim cache>/wheels`."""
+    return cache_dir() / "wheels"
+
+
+def lm_eval_task_yaml() -> str:
+    """The text of gsm8k-cot.yaml: from the downloaded lm-eval wheel, else from an installed lm_eval."""
+    name, version = LM_EVAL.split("==")
+    for wheel in sorted(lm_eval_wheel_dir().glob(f"{name}-{version}-*.whl")):
+        with zipfile.ZipFile(wheel) as archive:
+            return archive.read(TASK_YAML).decode("utf-8")
+    spec = importlib.util.find_spec("lm_eval")  # a top-level spec: found on sys.path, not imported
+    if spec is not None and spec.submodule_search_locations:
+        installed = Path(next(iter(spec.submodule_search_locations))).parent / TASK_YAML
+        if installed.is_file():
+            return installed.read_text(encoding="utf-8")
+    raise UserError("task.kind", "gsm8k needs the exemplars of lm-eval's gsm8k-cot.yaml, which are not set up",
+                    f"run ./setup.sh, or `pip download --no-deps {LM_EVAL} -d {lm_eval_wheel_dir()}`")
 
 
 @lru_cache(maxsize=1)
 def load_exemplars() -> tuple[Exemplar, ...]:
     """The 8 gsm8k-cot few-shot samples, split into CoT and final answer."""
-    config = yaml.safe_load(lm_eval_task_yaml().read_text(encoding="utf-8"))
+    config = yaml.safe_load(lm_eval_task_yaml())
     exemplars = []
     for sample in config["fewshot_config"]["samples"]:
         cot, sep, tail = sample["target"].rpartition("The answer is")

@@ -1,0 +1,104 @@
+"""`fedsim calibrate`: measure this machine as a device and its transport as links, and write them as a
+profile file the simulator can use next to the shipped roofline profiles.
+
+The device is a `MeasuredDevice` (fedsim.sim.profiles): tables of block parts and decode steps timed on the
+runtime's own code, at the torch thread count a participant uses, with as many participant processes
+computing at once as a run will have. Each link is the shaped (or unshaped) loopback the real runtime runs
+on: one shared medium (every transmission crosses it once: `shared_medium` and `direct`), whose payload rate
+and per-message latency come from a least-squares line through one-way message times of several sizes.
+Calibration runs only micro-measurements: it never sees a FedAttn run, so nothing is fitted to a grid.
+On a Jetson or a phone it is the same command.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import statistics
+from dataclasses import dataclass
+from datetime import date
+from typing import Any
+
+from fedsim.models.loading import load_model
+from fedsim.real.launch import free_port, launch
+from fedsim.real.netns import shape_loopback
+
+
+@dataclass(frozen=True)
+class Grid:
+    queries: tuple[int, ...] = (8, 32, 64, 128, 256, 512, 768, 1024)
+    keys_before: tuple[int, ...] = (0, 128, 256, 512, 768, 1024, 1536)
+    decode_prompt_keys: tuple[int, ...] = (16, 128, 512, 1024, 1536)
+    link_sizes: tuple[int, ...] = (1536, 65536, 262144, 1048576)
+    repeats: int = 7
+
+
+QUICK = Grid(queries=(16, 64, 256, 768), keys_before=(0, 256, 768), decode_prompt_keys=(64, 512, 1024),
+             link_sizes=(1536, 131072, 524288), repeats=3)
+
+
+def measure_device(model: str, threads: int, processes: int, grid: Grid, timeout_s: float) -> dict[str, Any]:
+    """A MeasuredDevice entry: each table is the median over the `processes` ranks, measured in lockstep."""
+    spec = {"kind": "device", "model": model, "threads": threads, "repeats": grid.repeats,
+            "queries": list(grid.queries), "keys_before": list(grid.keys_before),
+            "decode_prompt_keys": list(grid.decode_prompt_keys), "world_size": processes, "timeout_s": timeout_s}
+    records = launch([{**spec, "rank": r} for r in range(processes)], master_port=free_port(),
+                     timeout_s=timeout_s, threads=threads, module="fedsim.real.probe")
+
+    def med(key: str) -> Any:
+        values = [r[key] for r in records]
+        if isinstance(values[0], list) and isinstance(values[0][0], list):
+            return [[statistics.median(v[i][j] for v in values) for j in range(len(values[0][0]))]
+                    for i in range(len(values[0]))]
+        if isinstance(values[0], list):
+            return [statistics.median(v[i] for v in values) for i in range(len(values[0]))]
+        return statistics.median(values)
+
+    return {"kind": "measured", "description": f"{platform.node()} ({platform.machine()}), {threads} torch "
+            f"thread(s) per participant, {processes} participant(s) computing at once",
+            "source": f"measured by `fedsim calibrate` on {platform.node()} on {date.today().isoformat()}",
+            "model": model, "threads": threads, "processes": processes, "msg_overhead_s": 0.0,
+            "mem_bytes": float(_memory_bytes()), "queries": list(grid.queries), "keys_before": list(grid.keys_before),
+            "pre_s": med("pre_s"), "post_s": med("post_s"), "decode_keys": records[0]["decode_keys"],
+            "decode_s": med("decode_s"), "lm_head_s": med("lm_head_s")}
+
+
+def measure_link(model: str, rate_mbit: float | None, burst_kb: float, grid: Grid,
+                 timeout_s: float) -> tuple[dict[str, Any], dict[str, float]]:
+    """A link entry for the loopback as shaped now, and the raw one-way times it was fitted to."""
+    shape_loopback(rate_mbit, burst_kb)
+    cfg = load_model(model).cfg
+    spec = {"kind": "link", "threads": 1, "repeats": grid.repeats, "sizes": list(grid.link_sizes),
+            "kv_heads": cfg.n_kv_heads, "head_dim": cfg.head_dim, "gap_s": 0.05, "world_size": 2,
+            "timeout_s": timeout_s}
+    records = launch([{**spec, "rank": r} for r in range(2)], master_port=free_port(), timeout_s=timeout_s,
+                     threads=1, module="fedsim.real.probe")
+    times = {int(size): t for size, t in records[0]["one_way_s"].items()}
+    rate, latency = fit_line(times)
+    what = f"loopback shaped by tbf at {rate_mbit:g} Mbit/s (burst {burst_kb:g} KB)" if rate_mbit else \
+        "unshaped loopback"
+    entry = {"description": f"{what}: one shared medium, every transmission crosses it once",
+             "uplink_mbps": rate * 8 / 1e6, "downlink_mbps": rate * 8 / 1e6, "latency_ms": latency * 1e3,
+             "jitter_ms": 0.0, "shared_medium": True, "direct": True,
+             "source": f"measured by `fedsim calibrate` on {platform.node()} on {date.today().isoformat()}: "
+                       "one-way times of gloo messages through fedsim's Transport",
+             "note": "payload rate and per-message latency from a least-squares line through one-way times: "
+                     + ", ".join(f"{size} B {t * 1e3:.3f} ms" for size, t in sorted(times.items()))}
+    return entry, times
+
+
+def fit_line(times: dict[int, float]) -> tuple[float, float]:
+    """(payload bytes/s, seconds per message) of t = latency + size / rate, least squares over the sizes."""
+    xs, ys = zip(*sorted(times.items()), strict=True)
+    mx, my = statistics.fmean(xs), statistics.fmean(ys)
+    slope = sum((x - mx) * (y - my) for x, y in zip(xs, ys, strict=True)) / sum((x - mx) ** 2 for x in xs)
+    slope = max(slope, 1e-12)  # an unshaped loopback can be faster than the timer can tell
+    return 1.0 / slope, max(0.0, my - slope * mx)
+
+
+def link_name(rate_mbit: float | None) -> str:
+    return f"loopback-{rate_mbit:g}mbit" if rate_mbit is not None else "loopback"
+
+
+def _memory_bytes() -> int:
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
