@@ -7,10 +7,9 @@ import pytest
 import torch
 from dense_fedattn import block_masks, decode_masks, dense_run
 
-from fedsim.common.errors import UserError
 from fedsim.fedattn.partition import Partition, partition_pieces
 from fedsim.fedattn.prefill import FedAttnPrefill
-from fedsim.fedattn.schedule import Schedule, make_schedule
+from fedsim.fedattn.schedule import make_schedule
 from fedsim.fedattn.sparsity import draw_sparsity
 
 
@@ -22,12 +21,6 @@ def sized(lengths):
     return Partition(np.repeat(np.arange(len(lengths)), lengths), len(lengths))
 
 
-def publisher_every(n_layers, H, publisher_H):
-    """The authors' uni_extra layers for any interval, H <= publisher_H included: l % pH == 0, not a sync."""
-    sync = frozenset(range(0, n_layers, H))
-    return Schedule(n_layers, sync, frozenset(x for x in range(0, n_layers, publisher_H) if x not in sync))
-
-
 SIZES = {"even": [10, 12, 8, 10], "long": [260, 250, 199, 241, 151]}
 CASES = {
     "dense": ("even", dict(H=2), {}),
@@ -36,6 +29,7 @@ CASES = {
     "publisher_sparser": ("even", dict(H=2, r_comp=0.8, r_comm=0.8, r_comp_publisher=0.3, r_comm_publisher=0.5), {}),
     "collaborators_sparser": ("even", dict(H=2, r_comp=0.4, r_comm=0.5, publisher_dense=True), {}),
     "publisher_blocks": ("even", dict(H=4, publisher_H=2, r_comp=0.6, r_comm_publisher=0.5), {}),
+    "publisher_interval_beyond_H": ("even", dict(H=4, publisher_H=5, r_comp=0.7), {}),  # extra block at 5
     "exclusion": ("even", dict(H=2), {0: {0, 2, 3}, 4: {1, 2, 3}}),
     "exclusion_sparse": ("even", dict(H=2, r_comp=0.7, r_comm=0.5), {2: {0, 1, 3}}),
     "long_sparse_exclusion": ("long", dict(H=3, r_comm=0.5), {3: {0, 2, 3, 4}}),
@@ -47,7 +41,9 @@ def run_case(model, name):
     sizes, kwargs, excluded = CASES[name]
     lengths = SIZES[sizes]
     part = sized(lengths)
-    pf = FedAttnPrefill(model, prompt(model, sum(lengths)), part, make_schedule(8, **kwargs), seed=3)
+    schedule = make_schedule(8, **kwargs)
+    assert "publisher_H" not in kwargs or schedule.publisher_layers
+    pf = FedAttnPrefill(model, prompt(model, sum(lengths)), part, schedule, seed=3)
     included = [frozenset(excluded.get(layer, range(len(lengths)))) for layer in range(8)]
     for inc in included:
         pf.step(inc)
@@ -70,8 +66,8 @@ def test_prefill_and_counts_equal_dense_masks(tiny_model, name):
             assert c.visible_keys == int(pf.visible_keys(layer, included[layer])[p].sum())
 
 
-@pytest.mark.parametrize("name", ["r_comp_r_comm", "publisher_sparser", "publisher_blocks", "exclusion",
-                                  "long_sparse_exclusion"])
+@pytest.mark.parametrize("name", ["r_comp_r_comm", "publisher_sparser", "publisher_blocks",
+                                  "publisher_interval_beyond_H", "exclusion", "long_sparse_exclusion"])
 def test_decoding_equals_dense_masks(tiny_model, name):
     pf, included = run_case(tiny_model, name)
     cont = [5, 6, 7, 8]
@@ -123,38 +119,3 @@ def test_sparsity_draws_follow_the_authors_counts_and_ratios():
     sp = draw_sparsity(part, make_schedule(8, H=4, r_comm=0.5), seed=0)
     assert not torch.equal(sp.shared[0], sp.shared[4])  # a fresh draw per sync block
 
-
-def test_publisher_ratios_validate():
-    assert make_schedule(8, 2, publisher_dense=True).r_comp_publisher == 1.0
-    assert make_schedule(8, 2, r_comm_publisher=0.25).r_comm_publisher == 0.25
-    with pytest.raises(UserError, match="r_comp_publisher"):
-        make_schedule(8, 2, r_comp_publisher=1.5)
-    with pytest.raises(UserError, match="publisher_dense"):
-        make_schedule(8, 2, r_comp_publisher=0.5, publisher_dense=True)
-
-
-def test_publisher_blocks_at_an_interval_beyond_H_equal_dense_masks(tiny_model):
-    part = partition_pieces([10, 12, 8, 10], ["context"] * 3 + ["question"], 4, "contiguous")
-    sched = publisher_every(8, 4, 5)
-    assert sched.kind(5) == "publisher" and sched.kind(4) == "sync"
-    pf = FedAttnPrefill(tiny_model, prompt(tiny_model, 40), part, sched).run()
-    everyone = [frozenset(range(4))] * 8
-    assert (pf.x - dense_run(tiny_model, pf.tokens.tolist(), block_masks(pf, everyone))).abs().max() < 1e-4
-    cont = [9, 10, 11]
-    teacher = pf.continuation_logits([0, 3], cont)
-    for row, r in enumerate((0, 3)):
-        dense = dense_run(tiny_model, pf.tokens.tolist() + cont[:-1], decode_masks(pf, everyone, r, 2))
-        assert (teacher[row] - tiny_model.logits(dense)[0, -3:]).abs().max() < 1e-4
-
-
-def test_scenario_publisher_ratios_reach_the_schedule():
-    from fedsim.experiment.config import validate_scenario
-    from fedsim.experiment.setup import prepare
-
-    base = {"model": {"name": "tiny-random"}, "task": {"kind": "retrieval"}}
-    schedule = prepare(validate_scenario({**base, "schedule": {"r_comm_publisher": 0.5}})).schedule
-    assert (schedule.r_comp_publisher, schedule.r_comm_publisher) == (None, 0.5)
-    dense = prepare(validate_scenario({**base, "schedule": {"r_comp": 0.5, "publisher_dense": True}})).schedule
-    assert (dense.r_comp, dense.r_comp_publisher, dense.r_comm_publisher) == (0.5, 1.0, 1.0)
-    with pytest.raises(UserError, match="r_comp_publisher"):
-        validate_scenario({**base, "schedule": {"r_comp_publisher": 1.5}})
