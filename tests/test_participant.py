@@ -51,7 +51,7 @@ def test_each_participant_alone_equals_the_batched_math(tiny_model, schedule_kw,
         assert decode(parts, responder, part.publisher, 8) == generate(batched, [responder], 8)[0]
     for layer in range(8):  # each holds exactly the prompt keys the simulator says it sees
         for p in range(n):
-            assert parts[p].held[layer][2].tolist() == batched.visible[layer][p].nonzero().flatten().tolist()
+            assert parts[p].held[layer][2].tolist() == batched.visible_keys(layer)[p].nonzero().flatten().tolist()
 
 
 def test_one_participant_is_the_plain_model(tiny_model):

@@ -72,19 +72,17 @@ def test_divergence_appears_and_grows_with_H(real_model, prompt):
 
 def test_fedattn_equals_transformers_with_per_layer_masks(real_model, prompt):
     """An independent implementation, the authors' approach: Hugging Face's model with a custom mask per
-    layer (local = same owner and causal, global = causal). Our batched FedAttn must agree with it."""
+    layer (tests/dense_fedattn.py: local = own kept tokens, causal; global = own kept + shared, causal; a
+    token not kept sees only itself). FedAttn must agree with it, dense and sparse (with a publisher that
+    keeps more than the collaborators and does not keep the last prompt token)."""
     transformers = pytest.importorskip("transformers")
+    from dense_fedattn import block_masks
     from transformers import AttentionInterface
     from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
     from fedsim.models.catalog import locate_model_file
 
-    L = len(prompt)
-    part = partition_pieces([L], ["question"], 4, "contiguous")
-    owner = torch.as_tensor(part.owner)
-    causal = torch.ones(L, L, dtype=torch.bool).tril()
-    local = (owner[:, None] == owner[None, :]) & causal
-    masks = [causal if layer % 3 == 0 else local for layer in range(30)]
+    masks: list[torch.Tensor] = []
 
     def per_layer_mask(module, query, key, value, attention_mask, **kwargs):
         return sdpa_attention_forward(module, query, key, value, masks[module.layer_idx][None, None], **kwargs)
@@ -94,9 +92,14 @@ def test_fedattn_equals_transformers_with_per_layer_masks(real_model, prompt):
     hf = transformers.AutoModelForCausalLM.from_pretrained(str(path.parent), gguf_file=path.name,
                                                            dtype=torch.float32)
     hf.config._attn_implementation = "fedattn_reference"
-    with torch.no_grad():
-        theirs = hf(torch.tensor([prompt])).logits[0, -1]
-    ours = FedAttnPrefill(real_model.model, prompt, part, make_schedule(30, 3)).run().last_logits()
+    part = partition_pieces([len(prompt)], ["question"], 4, "contiguous")
     central = real_model.model(torch.tensor([prompt]), last_only=True)[0, -1]
-    assert (ours - theirs).abs().max() < 1e-4
-    assert (ours - central).abs().max() > 0.1
+    sparse = make_schedule(30, 3, r_comp=0.5, r_comm=0.5, r_comp_publisher=0.8)
+    seed = next(s for s in range(100) if not FedAttnPrefill(real_model.model, prompt, part, sparse, seed=s).kept[-1])
+    for schedule, s in ((make_schedule(30, 3), 0), (sparse, seed)):
+        pf = FedAttnPrefill(real_model.model, prompt, part, schedule, seed=s).run()
+        masks[:] = block_masks(pf, [pf.everyone] * 30)
+        with torch.no_grad():
+            theirs = hf(torch.tensor([prompt])).logits[0, -1]
+        assert (pf.last_logits() - theirs).abs().max() < 1e-4
+        assert (pf.last_logits() - central).abs().max() > 0.1

@@ -3,7 +3,8 @@ responder, plus its task score."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -17,6 +18,8 @@ from fedsim.fedattn.schedule import make_schedule
 from fedsim.models.loading import LoadedModel
 from fedsim.workloads.registry import score
 
+LOGITS_PER_BATCH = 1 << 24  # teacher-forced logits held at once (64 MB of fp32): responders go in batches
+
 
 @dataclass(frozen=True)
 class Reference:
@@ -28,20 +31,44 @@ class Reference:
 
 
 def centralized_reference(lm: LoadedModel, tokens: tuple[int, ...], max_new_tokens: int) -> Reference:
+    hidden: list[torch.Tensor] = []
     solo = Partition(np.zeros(len(tokens), dtype=np.int64), 1)
-    pf = FedAttnPrefill(lm.model, tokens, solo, make_schedule(lm.cfg.n_layers, 1)).run()
+    pf = FedAttnPrefill(lm.model, tokens, solo, make_schedule(lm.cfg.n_layers, 1),
+                        observe=lambda layer, x: hidden.append(x[0])).run()
     cont = generate(pf, [0], max_new_tokens, lm.tokenizer.eos_ids)[0]
     scored = cont if cont else [int(pf.last_logits().argmax())]
     logits = pf.continuation_logits([0], scored)[0]
-    return Reference(cont, logits, [h[0] for h in pf.hidden])
+    return Reference(cont, logits, hidden)
 
 
-def hidden_deviations(prefill: FedAttnPrefill, ref: Reference) -> list[list[float]]:
-    """[layer][participant] relative L2 deviation of the block's output on the participant's tokens."""
-    owner = torch.as_tensor(prefill.partition.owner)
-    who = range(prefill.partition.n_participants)
-    return [[hidden_deviation(ref.hidden[layer][owner == p], prefill.hidden[layer][0][owner == p]) for p in who]
-            for layer in range(prefill.model.cfg.n_layers)]
+@dataclass
+class HiddenDeviations:
+    """[layer][participant] relative L2 deviation of a block's output on the participant's tokens from the
+    centralized one, taken as the prefill makes each block (pass it as the prefill's `observe`), so that no
+    run keeps every block's hidden states."""
+
+    ref: Reference
+    partition: Partition
+    table: list[list[float]] = field(default_factory=list)
+
+    def __call__(self, layer: int, x: torch.Tensor) -> None:
+        if layer != len(self.table):
+            raise RuntimeError(f"block {layer} observed after {len(self.table)} blocks")
+        bounds = np.concatenate([[0], np.cumsum(self.partition.sizes())]).tolist()
+        ref = self.ref.hidden[layer]
+        self.table.append([hidden_deviation(ref[a:b], x[0, a:b]) for a, b in zip(bounds[:-1], bounds[1:], strict=True)])
+
+
+def _fidelity(prefill: FedAttnPrefill, ref: Reference, who: Sequence[int], scored: list[int]) -> tuple[list, list]:
+    """KL and top-1 agreement along the centralized continuation, per responder, in batches of responders."""
+    per_batch = max(1, LOGITS_PER_BATCH // (len(scored) * ref.logits.shape[-1]))
+    kl: list[float] = []
+    top1: list[float] = []
+    for start in range(0, len(who), per_batch):
+        logits = prefill.continuation_logits(who[start:start + per_batch], scored)
+        kl += kl_per_position(ref.logits[None], logits).mean(-1).tolist()  # the reference broadcasts
+        top1 += top1_agreement(ref.logits[None], logits).tolist()
+    return kl, top1
 
 
 def measure_quality(lm: LoadedModel, prefill: FedAttnPrefill, ref: Reference, setup: RunSetup,
@@ -50,13 +77,12 @@ def measure_quality(lm: LoadedModel, prefill: FedAttnPrefill, ref: Reference, se
     (batched over participants) and the task score of that generation."""
     who = list(range(prefill.partition.n_participants))
     scored = ref.continuation if ref.continuation else [int(ref.logits[0].argmax())]
-    logits = prefill.continuation_logits(who, scored)
-    ref_logits = ref.logits[None].expand_as(logits)
+    kl, top1 = _fidelity(prefill, ref, who, scored)
     gens = generate(prefill, who, setup.max_new_tokens, lm.tokenizer.eos_ids, setup.sampling)
     texts = [lm.tokenizer.decode(g) for g in gens]
     return {
-        "kl_mean": kl_per_position(ref_logits, logits).mean(-1).tolist(),
-        "top1_agree": top1_agreement(ref_logits, logits).tolist(),
+        "kl_mean": kl,
+        "top1_agree": top1,
         "hidden_dev_last": hidden_last,
         "gen_exact_match": [float(g == ref.continuation) for g in gens],
         "gen_token_overlap": [token_overlap(ref.continuation, g) for g in gens],

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field, replace
 
 from fedsim.experiment.adapter import FedAttnLayerMath
 from fedsim.experiment.config import Scenario
-from fedsim.experiment.quality import Reference, centralized_reference, hidden_deviations, measure_quality
+from fedsim.experiment.quality import HiddenDeviations, Reference, centralized_reference, measure_quality
 from fedsim.experiment.records import RunRecords, layer_rows, mean_exchange_s, participant_rows, summarize
 from fedsim.experiment.setup import RunSetup, prepare
 from fedsim.fedattn.prefill import FedAttnPrefill, PrefixCache
@@ -45,13 +45,14 @@ def run_scenario(scenario: Scenario, setup: RunSetup | None = None, context: Run
     context = context or RunContext()
     lm = load_model(setup.model)
     ref = context.reference(lm, setup.tokens, setup.max_new_tokens)
+    deviations = HiddenDeviations(ref, setup.prompt.partition)
     prefill = FedAttnPrefill(lm.model, setup.tokens, setup.prompt.partition, setup.schedule, seed=setup.seed,
-                             precision=setup.precision, cache=context.prefix_cache)
+                             precision=setup.precision, cache=context.prefix_cache, observe=deviations)
     math = FedAttnLayerMath(prefill, setup.responder, context.count_block)
     dep = setup.deployment
     sim = simulate(math, dep.devices, dep.links, replace(dep.engine, n_decode=max(1, len(ref.continuation))))
     math.finish()
-    hidden = hidden_deviations(prefill, ref)
+    hidden = deviations.table
     quality = measure_quality(lm, prefill, ref, setup, hidden[-1])
     participants = participant_rows(setup, sim, math.costs, quality, lm.cfg)
     summary = summarize(participants, setup.run_id, setup.responder)

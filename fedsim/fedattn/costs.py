@@ -24,6 +24,8 @@ if TYPE_CHECKING:
     from fedsim.fedattn.schedule import Schedule
     from fedsim.models.transformer import ModelConfig
 
+PREFIX_CACHE_BYTES = 2e9  # the bound of a run's prefix cache (fedsim.fedattn.prefix_cache); memory it may hold
+
 
 @dataclass(frozen=True)
 class Precision:
@@ -230,22 +232,26 @@ def paper_costs(cfg: ModelConfig, sizes: Sequence[int], publisher: int, schedule
 
 def simulation_memory_bytes(cfg: ModelConfig, n_tokens: int, n_participants: int, max_new_tokens: int) -> float:
     """Host memory one simulated run needs (fp32 torch on this machine, not the simulated devices): the
-    pre-flight refuses a run that cannot fit before anything is written. An upper estimate of today's math:
+    pre-flight refuses a run that cannot fit before anything is written. An upper estimate of today's math,
+    which never builds an L x L tensor (fedsim.fedattn.attention), so every term is linear in L:
 
     - weights: every parameter in fp32;
-    - per block, kept for the whole run by the FedAttn prefill and by the centralized reference: hidden
-      states and K/V, `2 * n_layers * L * (d_model + 2 kv_dim) * 4`;
-    - the dense attention of one block over L = prompt + new tokens (fedsim.fedattn.prefill evaluates the
-      [L, L] product for all participants in one masked pass): scores and probabilities per head in fp32
-      plus a few [L, L] boolean masks, `(8 n_heads + 8) * L^2`; and the FFN activations, `3 * L * d_ff * 4`;
+    - per block, kept for the whole run by the FedAttn prefill and by the centralized reference: K/V,
+      `2 * n_layers * L * 2 kv_dim * 4`; and the prefix cache's block outputs, at most PREFIX_CACHE_BYTES;
+    - one block's working set over L = prompt + new tokens: hidden states, queries, outputs and their
+      compacted copies at a sparse block, K/V copies, the FFN activations, `(6 d_model + 4 kv_dim + 3 d_ff) L 4`;
+    - the responders' prompt views (fedsim.fedattn.attention.PromptView): at most three prompt caches of
+      gathered K/V per block, `3 * n_layers * L * 2 kv_dim * 4`, and an [N, L] mask per block;
     - decoding and quality, batched over the N responders for T = max_new_tokens steps: logits
-      `N * T * vocab * 4`, attention `2 * N * n_heads * T * L * 4` and generated K/V.
+      `N * T * vocab * 4` and the generated K/V `N * T * 2 n_layers kv_dim * 4`.
 
     Change it together with the math: it is the one place that says how memory grows.
     """
     L, N, T = n_tokens + max_new_tokens, n_participants, max_new_tokens
     weights = model_weight_bytes(cfg, Precision(weight_bytes=4.0))
-    kept = 2 * cfg.n_layers * L * (cfg.d_model + 2 * cfg.kv_dim) * 4.0
-    attention = (8.0 * cfg.n_heads + 8.0) * L * L + 3 * L * cfg.d_ff * 4.0
-    decode = N * T * (cfg.vocab_size + 2 * cfg.n_heads * L + 2 * cfg.n_layers * cfg.kv_dim) * 4.0
-    return weights + kept + attention + decode
+    kv = 2 * cfg.n_layers * L * 2 * cfg.kv_dim * 4.0
+    cache = min(PREFIX_CACHE_BYTES, cfg.n_layers * L * (cfg.d_model + 2 * cfg.kv_dim) * 4.0)
+    block = (6 * cfg.d_model + 4 * cfg.kv_dim + 3 * cfg.d_ff) * L * 4.0
+    views = cfg.n_layers * L * (3 * 2 * cfg.kv_dim + N) * 4.0
+    decode = N * T * (cfg.vocab_size + 2 * cfg.n_layers * cfg.kv_dim) * 4.0
+    return weights + kv + cache + block + views + decode

@@ -75,8 +75,8 @@ class ParticipantPrefill:
         """Q/K/V of the next block on this participant's tokens; returns its K and V ([1, kv_heads, n, dim])."""
         if self.done or self._pending is not None:
             raise RuntimeError(f"participant {self.me}: start_block out of order at block {self.layer}")
-        self._pending = self.model.qkv(self.layer, self.x, self._rope)
-        return self._pending[1], self._pending[2]
+        self._pending = self.model.qkv(self.layer, self.x, self._rope)  # token-major [1, n, heads, dim]
+        return self._pending[1].transpose(1, 2), self._pending[2].transpose(1, 2)
 
     @torch.inference_mode()
     def finish_block(self, received: Mapping[int, tuple[torch.Tensor, torch.Tensor]]) -> None:
@@ -84,13 +84,14 @@ class ParticipantPrefill:
         if self._pending is None:
             raise RuntimeError(f"participant {self.me}: finish_block before start_block at block {self.layer}")
         q, k, v = self._pending
-        parts = {self.me: (k, v), **received}
+        parts = {self.me: (k.transpose(1, 2), v.transpose(1, 2)), **received}
         order = sorted(parts, key=lambda p: self.slices[p].offset)
         keys = torch.cat([parts[p][0] for p in order], dim=2)
         values = torch.cat([parts[p][1] for p in order], dim=2)
         key_pos = torch.cat([self.slices[p].positions for p in order])
         mask = key_pos[None, :] <= self.slices[self.me].positions[:, None]  # causal by global position
-        self.x = self.model.finish(self.layer, self.x, self.model.attend(q, keys, values, mask))
+        attn = self.model.attend(q, keys.transpose(1, 2), values.transpose(1, 2), mask)
+        self.x = self.model.finish(self.layer, self.x, attn)
         self.held.append((keys, values, key_pos))
         self._pending = None
         self.layer += 1
@@ -123,14 +124,14 @@ class Decoder:
         rope = model.rope(torch.tensor([pos]))
         x = model.embed(torch.tensor([[token]]))
         for layer in range(model.cfg.n_layers):
-            q, k, v = model.qkv(layer, x, rope)
+            q, k, v = model.qkv(layer, x, rope)  # token-major [1, 1, heads, dim]
             past = self.generated[layer]
             if past is not None:
-                k, v = torch.cat([past[0], k], dim=2), torch.cat([past[1], v], dim=2)
+                k, v = torch.cat([past[0], k], dim=1), torch.cat([past[1], v], dim=1)
             self.generated[layer] = (k, v)
-            pk, pv, _ = pf.held[layer]
-            keys, values = torch.cat([pk, k], dim=2), torch.cat([pv, v], dim=2)
-            mask = torch.ones(1, keys.shape[2], dtype=torch.bool)  # every held prompt key and every earlier token
+            pk, pv, _ = pf.held[layer]  # heads-major, as received
+            keys, values = torch.cat([pk.transpose(1, 2), k], dim=1), torch.cat([pv.transpose(1, 2), v], dim=1)
+            mask = torch.ones(1, keys.shape[1], dtype=torch.bool)  # every held prompt key and every earlier token
             x = model.finish(layer, x, model.attend(q, keys, values, mask))
         self.n_generated += 1
         return model.logits(x)[0, -1]

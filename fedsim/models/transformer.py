@@ -2,11 +2,15 @@
 
 One transformer block is `x -> x + O(attn(Q, K, V)) -> x + FFN(x)`. FedAttn changes only *which keys a
 query may see*, so a block is exposed in three steps: `qkv` (norm, projections, RoPE at global positions),
-`attend` (scaled dot-product attention under a boolean mask) and `finish` (output projection, residual,
-SwiGLU FFN). `forward` chains them with an ordinary causal mask: that is the centralized oracle.
+attention (`attention`, the one kernel everything uses) and `finish` (output projection, residual, SwiGLU
+FFN). `forward` chains them with causal attention: that is the centralized oracle.
 
-The arithmetic follows Hugging Face's `LlamaForCausalLM` (fp32 RMSNorm, rotate-half RoPE, GQA by
-repeating K/V heads) so that logits agree with `transformers` to float rounding.
+Heads are token-major, [batch, tokens, heads, head_dim]: a participant's or a responder's tokens are then a
+plain slice, and the kernel reads them as [batch, heads, tokens, head_dim] views without a copy.
+
+The arithmetic follows Hugging Face's `LlamaForCausalLM` (fp32 RMSNorm, rotate-half RoPE, grouped-query
+attention: query head h reads K/V head h // (n_heads / n_kv_heads)) so that logits agree with
+`transformers` to float rounding.
 """
 
 from __future__ import annotations
@@ -54,8 +58,29 @@ def rotate_half(x: torch.Tensor) -> torch.Tensor:
     return torch.cat((-x[..., half:], x[..., :half]), dim=-1)
 
 
+# torch's CPU flash attention, which also returns each query's log-sum-exp (a private op whose schema is stable
+# since torch 2.2; grouped-query K/V, fewer heads than Q, needs torch >= 2.5). F.scaled_dot_product_attention
+# sends every CPU call to it too, but drops the log-sum-exp.
+_flash = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu
+
+
+def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, causal: bool = False,
+              mask: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Scaled dot-product attention, token-major: q [B, T, H, d], k/v [B, S, Hk, d] with H a multiple of Hk
+    -> (out [B, T, H, d], log-sum-exp of the scaled scores [B, T, H]).
+
+    `causal`: query i sees keys 0..i (aligned at the first key, as in the oracle). `mask`: an additive mask
+    in the query's dtype that broadcasts to [B, H, T, S]; a mask never saves work, `causal` does. The
+    log-sum-exp makes attention over disjoint key sets exactly mergeable (fedsim.fedattn.attention)."""
+    o, lse = _flash(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), is_causal=causal, attn_mask=mask)
+    return o.transpose(1, 2), lse.transpose(1, 2)
+
+
+FFN_CHUNK = 4096  # tokens per FFN pass: bounds the [tokens, d_ff] intermediates of long prompts
+
+
 class Transformer:
-    """Inference-only decoder. Tensors are [batch, tokens, features]; heads are [batch, head, tokens, dim]."""
+    """Inference-only decoder. Tensors are [batch, tokens, features]; heads are [batch, tokens, head, dim]."""
 
     def __init__(self, cfg: ModelConfig, weights: dict[str, torch.Tensor]):
         self.cfg = cfg
@@ -80,34 +105,37 @@ class Transformer:
     def qkv(
         self, layer: int, x: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor]
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Queries, keys and values of block `layer`, RoPE applied; K/V are what FedAttn exchanges."""
+        """Queries [B, T, H, d], keys and values [B, T, Hk, d] of block `layer`, RoPE applied; K/V are what
+        FedAttn exchanges."""
         cfg, p = self.cfg, f"blk.{layer}."
         B, T, _ = x.shape
         h = rms_norm(x, self.w[p + "attn_norm.weight"], cfg.norm_eps)
-        q = self._linear(h, p + "attn_q").view(B, T, cfg.n_heads, cfg.head_dim).transpose(1, 2)
-        k = self._linear(h, p + "attn_k").view(B, T, cfg.n_kv_heads, cfg.head_dim).transpose(1, 2)
-        v = self._linear(h, p + "attn_v").view(B, T, cfg.n_kv_heads, cfg.head_dim).transpose(1, 2)
-        cos, sin = rope
+        q = self._linear(h, p + "attn_q").view(B, T, cfg.n_heads, cfg.head_dim)
+        k = self._linear(h, p + "attn_k").view(B, T, cfg.n_kv_heads, cfg.head_dim)
+        v = self._linear(h, p + "attn_v").view(B, T, cfg.n_kv_heads, cfg.head_dim)
+        cos, sin = rope[0][:, None], rope[1][:, None]
         q = q * cos + rotate_half(q) * sin
         k = k * cos + rotate_half(k) * sin
         return q, k, v
 
     def attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """Attention of q over (k, v) where `mask` (bool, True = may attend) broadcasts to [B, H, Tq, Tk]."""
-        n_rep = self.cfg.n_heads // self.cfg.n_kv_heads
-        if n_rep > 1:
-            k = k.repeat_interleave(n_rep, dim=1)
-            v = v.repeat_interleave(n_rep, dim=1)
-        out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
-        B, _, T, _ = out.shape
-        return out.transpose(1, 2).reshape(B, T, self.cfg.d_model)
+        """`attention` under an explicit boolean mask (True = may attend) that broadcasts to [B, H, T, S], for
+        code that holds one (a single participant's view, fedsim.fedattn.participant)."""
+        additive = torch.zeros(mask.shape, dtype=q.dtype).masked_fill_(~mask, float("-inf"))
+        return attention(q, k, v, mask=additive)[0]
 
     def finish(self, layer: int, x: torch.Tensor, attn: torch.Tensor) -> torch.Tensor:
-        """Output projection + residual, then the SwiGLU feed-forward + residual."""
+        """Output projection + residual, then the SwiGLU feed-forward + residual; `attn` is [B, T, H, d].
+        Long prompts run the FFN in token chunks (rows are independent) to bound its intermediates."""
         p = f"blk.{layer}."
-        x = x + self._linear(attn, p + "attn_output")
+        x = x + self._linear(attn.reshape(*attn.shape[:2], self.cfg.d_model), p + "attn_output")
+        if x.shape[1] <= FFN_CHUNK:
+            return x + self._ffn(p, x)
+        return torch.cat([c + self._ffn(p, c) for c in x.split(FFN_CHUNK, dim=1)], dim=1)
+
+    def _ffn(self, p: str, x: torch.Tensor) -> torch.Tensor:
         h = rms_norm(x, self.w[p + "ffn_norm.weight"], self.cfg.norm_eps)
-        return x + self._linear(F.silu(self._linear(h, p + "ffn_gate")) * self._linear(h, p + "ffn_up"), p + "ffn_down")
+        return self._linear(F.silu(self._linear(h, p + "ffn_gate")) * self._linear(h, p + "ffn_up"), p + "ffn_down")
 
     def logits(self, x: torch.Tensor) -> torch.Tensor:
         h = rms_norm(x, self.w["output_norm.weight"], self.cfg.norm_eps)
@@ -122,10 +150,9 @@ class Transformer:
         T = tokens.shape[1]
         x = self.embed(tokens)
         rope = self.rope(torch.arange(T))
-        causal = torch.ones(T, T, dtype=torch.bool).tril()
         for layer in range(self.cfg.n_layers):
             q, k, v = self.qkv(layer, x, rope)
-            x = self.finish(layer, x, self.attend(q, k, v, causal))
+            x = self.finish(layer, x, attention(q, k, v, causal=True)[0])
         return self.logits(x[:, -1:] if last_only else x)
 
     __call__ = forward
