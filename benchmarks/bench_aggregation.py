@@ -15,16 +15,19 @@ from __future__ import annotations
 
 import argparse
 import functools
+import sys
 import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import fedsim.experiment.sweep as sweep
-import fedsim.experiment.worker as worker
-from fedsim.experiment.config import validate_scenario
-from fedsim.experiment.results import ResultsFolder
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout's fedsim, not an installed one
+
+import fedsim.experiment.sweep as sweep  # noqa: E402
+import fedsim.experiment.worker as worker  # noqa: E402
+from fedsim.experiment.config import validate_scenario  # noqa: E402
+from fedsim.experiment.results import ResultsFolder  # noqa: E402
 
 SCENARIO = {"name": "aggregation", "model": {"name": "tiny-random"}, "task": {"kind": "retrieval"},
             "participants": {"n": 2}, "decoding": {"max_new_tokens": 4}}

@@ -107,3 +107,41 @@ def test_the_timing_report_states_each_metric_and_the_last_line():
     assert lines[-1] == "mean abs error: 5.0% (naive: 100.0%)"
     assert [line.split()[0] for line in lines[1:-1]] == ["prefill", "ttft", "exchange", "decode"]
     assert error(rows[-1], "simulated_s") == pytest.approx(0.1)
+
+
+def test_an_exchange_starts_when_its_last_sender_is_ready_not_while_a_straggler_computes(tmp_path):
+    """Both sides define one exchange alike: from the moment the last sender had its K/V ready to the last
+    delivery. A slow participant's extra compute is waiting (prefill), not communication."""
+    path = tmp_path / "bus.yaml"
+    bus = {"description": "bus", "uplink_mbps": 8, "downlink_mbps": 8, "latency_ms": 0, "jitter_ms": 0,
+           "shared_medium": False, "source": "test"}
+    path.write_text(yaml.safe_dump({"links": {"wire": bus}}))
+
+    def run(slow: str):
+        sc = validate_scenario({"model": {"name": "tiny-random"}, "task": {"kind": "retrieval"},
+                                "participants": {"n": 2, "device": "jetson-agx-orin",
+                                                 "overrides": {0: {"device": slow}}}, "schedule": {"H": 1},
+                                "network": {"link": "wire", "topology": "mesh"}, "profiles": [str(path)],
+                                "decoding": {"max_new_tokens": 2}})
+        return run_scenario(sc)
+
+    alike = run("jetson-agx-orin")
+    straggled = run("raspberry-pi-5")
+    slow, fast = straggled.participants.prefill_compute_s, alike.participants.prefill_compute_s
+    assert slow[0] > 100 * fast[0]  # participant 0 computes far longer: the other waits for its K/V
+    assert straggled.participants.prefill_s.max() > alike.participants.prefill_s.max()
+    assert straggled.summary["exchange_s"] == pytest.approx(alike.summary["exchange_s"], rel=0.01)
+
+
+def test_a_measured_exchange_leaves_out_the_skew_before_the_last_sender():
+    from fedsim.experiment.real_records import block_exchange_s
+
+    def rank(pre_end: float, xchg_end: float, sent: int) -> dict:
+        return {"role": "participant", "blocks": [{"pre_end": pre_end, "xchg_end": xchg_end, "sent": sent}]}
+
+    relay = {"role": "relay"}
+    records = [rank(1.0, 5.2, 100), rank(5.0, 5.3, 100), relay]  # rank 0 waited 4 s for a slower rank 1
+    assert block_exchange_s(records, 0) == pytest.approx(0.3)
+    publisher_block = [rank(1.0, 1.5, 100), rank(0.5, 1.6, 0), relay]  # only rank 0 sends
+    assert block_exchange_s(publisher_block, 0) == pytest.approx(0.6)
+    assert math.isnan(block_exchange_s([rank(1.0, 1.0, 0)], 0))

@@ -196,7 +196,7 @@ def test_real_model_run_equals_hand_formulas(real_model, link_name: str) -> None
     p = rec.participants
     approx = pytest.approx
     assert p.prefill_s.tolist() == approx([h.prefill] * N, rel=1e-12)
-    assert rec.summary["exchange_s"] == approx(h.exchange, rel=1e-12)  # first send to last delivery
+    assert rec.summary["exchange_s"] == approx(h.exchange, rel=1e-12)  # last sender ready to last delivery
     assert p.prefill_compute_s.tolist() == approx([h.compute] * N, rel=1e-12)
     assert p.bytes_sent.tolist() == [len(SYNC) * h.kv_bytes] * N
     pub = p[p.responder].iloc[0]

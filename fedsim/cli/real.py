@@ -74,6 +74,8 @@ def _validate_timing(args: argparse.Namespace) -> int:
     out = Path(args.out)
     rows = validate_timing(out, args.quick, Path(args.calibration) if args.calibration else None, args.repeats,
                            args.timeout)
-    write_outputs(rows, out, "python3 run_sim.py validate-timing" + " --quick" * args.quick + f" --out {args.out}")
+    command = "python3 run_sim.py validate-timing" + " --quick" * args.quick + f" --repeats {args.repeats}" * (
+        args.repeats != 1) + f" --out {args.out}"
+    write_outputs(rows, out, command)
     print("\n".join(report(rows)))
     return 0

@@ -5,8 +5,9 @@ Measured definitions (every time is seconds from the common start after the work
 `prefill_s` is the end of a participant's last block; `prefill_compute_s` sums its pre and post parts;
 `prefill_wait_s` (= `prefill_comm_s`) sums the time from the end of a block's pre part to the moment all the
 K/V it needed had arrived; `ttft_s` is when the responder has the first token; `decode_s_per_token` is the
-mean of the full passes after it. A block's `exchange_s` runs from the first participant's send to the last
-participant's receipt. `kl_mean`, `top1_agree` and `hidden_dev_last` are not measured in a real run (NaN).
+mean of the full passes after it. A block's `exchange_s` runs from the moment its last sender was ready to
+the last participant's receipt (fedsim.sim.block.Block.exchange_span, the same definition). `kl_mean`, `top1_agree` and
+`hidden_dev_last` are not measured in a real run (NaN).
 """
 
 from __future__ import annotations
@@ -54,9 +55,11 @@ def own_sent(block: dict[str, Any], cost: Any) -> bool:
 
 
 def block_exchange_s(records: list[dict[str, Any]], layer: int) -> float:
-    """First send to last receipt of one block's exchange, over the participants."""
+    """One block's K/V exchange: from the moment its last sender had its K/V ready to the last receipt (the
+    straggle before that, one participant waiting for a slower one, is compute, not communication)."""
     blocks = [r["blocks"][layer] for r in records if r["role"] == "participant"]
-    return max(b["xchg_end"] for b in blocks) - min(b["pre_end"] for b in blocks)
+    ready = [b["pre_end"] for b in blocks if b["sent"] > 0]
+    return max(b["xchg_end"] for b in blocks) - max(ready) if ready else math.nan
 
 
 def real_tables(setup: RunSetup, records: list[dict[str, Any]], ref: Reference, cfg: Any, decode_text,

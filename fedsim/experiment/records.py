@@ -131,7 +131,7 @@ def summarize(participants: pd.DataFrame, run_id: str, responder: int) -> dict[s
 
 
 def mean_exchange_s(sim: SimResult) -> float:
-    """One K/V exchange, first send to last delivery, averaged over the sync blocks (NaN if none)."""
+    """One K/V exchange, last sender ready to last delivery, averaged over the sync blocks (NaN if none)."""
     spans = [layer.exchange_s for layer in sim.layers if layer.kind == "sync" and not math.isnan(layer.exchange_s)]
     return sum(spans) / len(spans) if spans else math.nan
 

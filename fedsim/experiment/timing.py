@@ -4,8 +4,8 @@ Each grid point is run for real (fedsim.experiment.real_run: one process per par
 a private network namespace) and simulated twice: with the profiles `fedsim calibrate` measured on this
 machine, and with the naive baseline, the nearest spec-sheet profiles (the shipped `laptop-cpu` roofline;
 the link at its nominal rate with no latency, or `ethernet-1g` for unshaped loopback). Metrics: prefill time
-per participant, TTFT, the time of one K/V exchange (first send to last receipt, mean over sync blocks) and
-decode s/token. Calibration is its own step on its own micro-measurements: it never sees these runs.
+per participant, TTFT, the time of one K/V exchange (last sender ready to last receipt, mean over sync
+blocks) and decode s/token. Calibration is its own step on its own micro-measurements: it never sees these runs.
 
 Grid: N=2, star topology (a relay process), SmolLM2-135M, one torch thread per participant, H in {1, 2, 4,
 8}, unshaped loopback and tbf at 100 and 20 Mbit/s, retrieval prompts of about 300 and 1,200 tokens.

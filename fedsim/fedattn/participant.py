@@ -89,8 +89,12 @@ class ParticipantPrefill:
         keys = torch.cat([parts[p][0] for p in order], dim=2)
         values = torch.cat([parts[p][1] for p in order], dim=2)
         key_pos = torch.cat([self.slices[p].positions for p in order])
-        mask = key_pos[None, :] <= self.slices[self.me].positions[:, None]  # causal by global position
-        attn = self.model.attend(q, keys.transpose(1, 2), values.transpose(1, 2), mask)
+        # causal: the keys after this participant's last token are held for decoding but never attended here,
+        # so they are left out of the product rather than computed and masked
+        mine = self.slices[self.me].positions
+        upto = int((key_pos <= mine[-1]).sum()) if len(mine) else 0
+        mask = key_pos[None, :upto] <= mine[:, None]  # causal by global position
+        attn = self.model.attend(q, keys[:, :, :upto].transpose(1, 2), values[:, :, :upto].transpose(1, 2), mask)
         self.x = self.model.finish(self.layer, self.x, attn)
         self.held.append((keys, values, key_pos))
         self._pending = None

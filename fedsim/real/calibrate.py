@@ -31,10 +31,11 @@ class Grid:
     decode_prompt_keys: tuple[int, ...] = (16, 128, 512, 1024, 1536)
     link_sizes: tuple[int, ...] = (1536, 65536, 262144, 1048576)
     repeats: int = 7
+    link_repeats: int = 30  # message delays are heavy-tailed: their mean needs more samples than a median
 
 
 QUICK = Grid(queries=(16, 64, 256, 768), keys_before=(0, 256, 768), decode_prompt_keys=(64, 512, 1024),
-             link_sizes=(1536, 131072, 524288), repeats=3)
+             link_sizes=(1536, 131072, 524288), repeats=3, link_repeats=15)
 
 
 def measure_device(model: str, threads: int, processes: int, grid: Grid, timeout_s: float) -> dict[str, Any]:
@@ -68,7 +69,7 @@ def measure_link(model: str, rate_mbit: float | None, burst_kb: float, grid: Gri
     """A link entry for the loopback as shaped now, and the raw one-way times it was fitted to."""
     shape_loopback(rate_mbit, burst_kb)
     cfg = load_model(model).cfg
-    spec = {"kind": "link", "threads": 1, "repeats": grid.repeats, "sizes": list(grid.link_sizes),
+    spec = {"kind": "link", "threads": 1, "repeats": grid.link_repeats, "sizes": list(grid.link_sizes),
             "kv_heads": cfg.n_kv_heads, "head_dim": cfg.head_dim, "gap_s": 0.05, "world_size": 2,
             "timeout_s": timeout_s}
     records = launch([{**spec, "rank": r} for r in range(2)], master_port=free_port(), timeout_s=timeout_s,

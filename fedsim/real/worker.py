@@ -3,7 +3,7 @@
 A worker gets a spec (its rank, its own token ids and global offset, the schedule, the topology, decoding)
 and nothing about the other participants' text or ids: it learns their slice lengths and offsets in one
 small all-gather at start-up, and their K/V at the blocks where they share it. It times every phase of every
-block with a monotonic clock from a common start (a barrier after loading the model), and rank 0 gathers
+block with a monotonic clock from a common start (`_origin`, after loading the model), and rank 0 gathers
 every rank's record at the end.
 
     python3 -m fedsim.real.worker < spec.json      # what the launcher runs, one per rank
@@ -36,6 +36,8 @@ from fedsim.real.transport import Transport
 def run(spec: dict[str, Any]) -> list[dict[str, Any]] | None:
     """Run this rank; rank 0 returns every rank's record (in rank order), the others None."""
     torch.set_num_threads(spec["threads"])
+    if spec["role"] == "relay":
+        _own_hardware()
     dist.init_process_group("gloo", rank=spec["rank"], world_size=spec["world_size"],
                             timeout=timedelta(seconds=spec["timeout_s"]))
     try:
@@ -67,10 +69,9 @@ def _participant(spec: dict[str, Any]) -> dict[str, Any]:
     schedule, slices = _schedule(spec), _slices(spec)
     cfg = lm.cfg
     net = Transport(me, n, spec["topology"], [s.length for s in slices], cfg.n_kv_heads, cfg.head_dim)
-    _warm_up(lm.model)
+    _warm_up(lm.model, len(spec["tokens"]))
     fault = _fault_block(spec)
-    dist.barrier()
-    t0 = time.perf_counter()
+    t0 = _origin()
 
     def now() -> float:
         return time.perf_counter() - t0
@@ -144,8 +145,7 @@ def _relay(spec: dict[str, Any]) -> dict[str, Any]:
     n, publisher = spec["n_participants"], spec["publisher"]
     schedule, slices = _schedule(spec), _slices(spec)
     net = Transport(spec["rank"], n, "star", [s.length for s in slices], spec["kv_heads"], spec["head_dim"])
-    dist.barrier()
-    t0 = time.perf_counter()
+    t0 = _origin()
     for layer in range(schedule.n_layers):
         kind = schedule.kind(layer)
         if kind == "sync" and n > 1:
@@ -156,13 +156,49 @@ def _relay(spec: dict[str, Any]) -> dict[str, Any]:
             "bytes_received": net.counters.bytes_received, "end": time.perf_counter() - t0}
 
 
-def _warm_up(model) -> None:
-    """One block on a few tokens: the first torch call pays one-time costs that no block should be charged."""
-    x = model.embed(torch.zeros(1, 4, dtype=torch.long))
-    rope = model.rope(torch.arange(4))
+def _origin() -> float:
+    """The common time origin of every rank's record. Ranks on one machine share its monotonic clock, so they
+    take one origin (the last rank's exit from a barrier) and their times compare directly; a per-rank origin
+    would be off by the barrier's exit skew (milliseconds on a busy machine), enough to misplace an exchange.
+    Ranks on different machines each keep their own barrier exit."""
+    dist.barrier()
+    mine = (_boot_id(), time.perf_counter())
+    everyone: list[Any] = [None] * dist.get_world_size()
+    dist.all_gather_object(everyone, mine)
+    return max(t for _, t in everyone) if all(b == mine[0] for b, _ in everyone) else mine[1]
+
+
+def _boot_id() -> str:
+    try:
+        with open("/proc/sys/kernel/random/boot_id", encoding="ascii") as f:
+            return f.read().strip()
+    except OSError:
+        return f"{os.uname().nodename}:{os.getpid()}"  # unknown: no two processes are assumed to share a clock
+
+
+def _own_hardware() -> None:
+    """The relay stands for an access point or edge server, hardware of its own: on a machine shared with the
+    participants it must not queue behind their compute for a core, so it takes a real-time priority (its
+    threads, gloo's included, inherit it; it sleeps except to forward). Without the privilege it runs as is."""
+    try:
+        os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(1))
+    except (AttributeError, PermissionError, OSError):
+        pass
+
+
+def _warm_up(model, n_tokens: int) -> None:
+    """Costs that no block of the prompt should be charged, paid before the clock starts, as a deployed
+    participant that served an earlier prompt has paid them: the weights paged in (they are memory-mapped
+    from the weight cache, and a block's first touch of them cost about 2 ms of a 12 ms SmolLM2 block here),
+    and the first torch calls at this participant's size (the allocator growing, kernels' first dispatch)."""
     with torch.inference_mode():
-        q, k, v = model.qkv(0, x, rope)
-        model.finish(0, x, model.attend(q, k, v, torch.ones(4, 4, dtype=torch.bool).tril()))
+        for n in (1, max(1, n_tokens)):
+            x = model.embed(torch.zeros(1, n, dtype=torch.long))
+            rope = model.rope(torch.arange(n))
+            for layer in range(model.cfg.n_layers if n == 1 else 1):
+                q, k, v = model.qkv(layer, x, rope)
+                model.finish(layer, x, model.attend(q, k, v, torch.ones(n, n, dtype=torch.bool).tril()))
+        model.logits(x[:, -1])
 
 
 def _fault_block(spec: dict[str, Any]) -> int | None:

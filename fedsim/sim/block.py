@@ -58,13 +58,14 @@ class Block:
                 yield self.sim.env.all_of(list(self.deliveries.get(s, {}).values()))
 
     def exchange_span(self) -> float:
-        """Seconds from the first send of this block's K/V to its last delivery (NaN at a local block or when
-        nothing was delivered)."""
+        """Seconds from the moment the last sender of this block's K/V had it ready to its last delivery: the
+        communication proper (a sender waiting for a slower one before that is straggling, seen in the wait
+        and prefill times). NaN at a local block or when nothing was delivered."""
         arrivals = [ev.value for sent in self.deliveries.values() for ev in sent.values()
                     if ev.triggered and ev.value is not None]
         if not arrivals:
             return nan
-        return max(arrivals) - min(self.reach_time[s] for s in self.deliveries)
+        return max(arrivals) - max(self.reach_time[s] for s in self.deliveries)
 
     def _delivered(self, s: int, r: int) -> bool:
         ev = self.deliveries.get(s, {}).get(r)

@@ -37,7 +37,7 @@ class LayerResult:
     kind: str
     included: frozenset[int]
     decided_s: float  # simulated time at which `included` was decided
-    exchange_s: float  # first send of the block's K/V to its last delivery (NaN at a local block)
+    exchange_s: float  # last sender ready to the last delivery of its K/V (NaN at a local block)
 
 
 @dataclass(frozen=True)
