@@ -69,6 +69,12 @@ def warn(message: str) -> None:
     print(f"warning: {' '.join(message.split())}", file=sys.stderr)
 
 
+# A run's tables are small (one row, or N x blocks rows) and read whole: column statistics, dictionaries and
+# compression cost more to write than they save to read (28% of a tiny run's write time, benchmarks/
+# bench_aggregation.py) and change nothing a reader sees.
+_PARQUET = {"write_statistics": False, "use_dictionary": False, "compression": "none"}
+
+
 class ResultsFolder:
     """One scenario's results folder (`results/<name>`); its root is absolute, so workers anywhere that share
     the filesystem write to the same place."""
@@ -114,7 +120,7 @@ class ResultsFolder:
             write_json(self.run_dir(run_id) / "trace.json", trace)
         for name in _WRITE_ORDER:
             if name in tables:
-                atomic_write(self.table_file(name, run_id), lambda f, t=tables[name]: pq.write_table(t, f))
+                atomic_write(self.table_file(name, run_id), lambda f, t=tables[name]: pq.write_table(t, f, **_PARQUET))
         listed = [name for name in RUN_TABLES if name in tables]
         atomic_write(self.run_dir(run_id) / DONE, json.dumps({"tables": listed}).encode())
 
