@@ -23,6 +23,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from fedsim.common.errors import UserError
 from fedsim.common.files import atomic_write
 from fedsim.experiment.plots import plot_results
 from fedsim.experiment.records import best_collaborator
@@ -48,9 +49,10 @@ def run_all(workers: int, run: bool) -> dict[str, tuple[pd.DataFrame, pd.DataFra
             print(f"{sc.name}: {runs.attrs['ran']} run(s) in {time.perf_counter() - start:.0f} s, "
                   f"{runs.attrs['skipped']} already done", flush=True)
             plot_results(OUT / "runs" / sc.name)
-        if not (OUT / "runs" / sc.name).is_dir():
+        try:
+            runs, participants = read_results(OUT / "runs" / sc.name)
+        except UserError:  # no finished run yet
             continue
-        runs, participants = read_results(OUT / "runs" / sc.name)
         tables[sc.name] = (runs, participants)
     return tables
 
