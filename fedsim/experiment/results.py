@@ -70,8 +70,9 @@ def warn(message: str) -> None:
 
 
 # A run's tables are small (one row, or N x blocks rows) and read whole: column statistics, dictionaries and
-# compression cost more to write than they save to read (28% of a tiny run's write time, benchmarks/
-# bench_aggregation.py) and change nothing a reader sees.
+# compression cost more to write than they save to read, and change nothing a reader sees. Without them a tiny
+# run's three tables wrote 28% faster side by side, and benchmarks/bench_aggregation.py's share fell from
+# 10.4% to 8.8%.
 _PARQUET = {"write_statistics": False, "use_dictionary": False, "compression": "none"}
 
 

@@ -191,14 +191,16 @@ def _warm_up(model, n_tokens: int) -> None:
     participant that served an earlier prompt has paid them: the weights paged in (they are memory-mapped
     from the weight cache, and a block's first touch of them cost about 2 ms of a 12 ms SmolLM2 block here),
     and the first torch calls at this participant's size (the allocator growing, kernels' first dispatch)."""
+    def blocks(n: int, layers: range) -> torch.Tensor:
+        x = model.embed(torch.zeros(1, n, dtype=torch.long))
+        rope, causal = model.rope(torch.arange(n)), torch.ones(n, n, dtype=torch.bool).tril()
+        for layer in layers:
+            x = model.finish(layer, x, model.attend(*model.qkv(layer, x, rope), causal))
+        return x
+
     with torch.inference_mode():
-        for n in (1, max(1, n_tokens)):
-            x = model.embed(torch.zeros(1, n, dtype=torch.long))
-            rope = model.rope(torch.arange(n))
-            for layer in range(model.cfg.n_layers if n == 1 else 1):
-                q, k, v = model.qkv(layer, x, rope)
-                model.finish(layer, x, model.attend(q, k, v, torch.ones(n, n, dtype=torch.bool).tril()))
-        model.logits(x[:, -1])
+        model.logits(blocks(1, range(model.cfg.n_layers))[:, -1])  # one token through every weight
+        blocks(max(1, n_tokens), range(1))  # one block at this participant's size
 
 
 def _fault_block(spec: dict[str, Any]) -> int | None:
