@@ -81,6 +81,23 @@ def test_direct_links_cross_the_shared_medium_once_and_stars_still_relay(tmp_pat
     assert math.isclose(mesh_bus, sent / 8 / 1e6, rel_tol=0.05)  # a block's copies, once each, at 1e6 B/s
 
 
+def test_a_stars_relay_time_delays_each_relayed_message_and_nothing_else(tmp_path):
+    path = tmp_path / "bus.yaml"
+    bus = {"description": "bus", "uplink_mbps": 8, "downlink_mbps": 8, "latency_ms": 1, "jitter_ms": 0,
+           "shared_medium": True, "direct": True, "source": "test"}
+    path.write_text(yaml.safe_dump({"links": {"bus": bus, "relayed": {**bus, "relay_ms": 7}}}))
+
+    def exchange(link: str, topology: str) -> float:
+        sc = validate_scenario({"model": {"name": "tiny-random"}, "task": {"kind": "retrieval"},
+                                "participants": {"n": 2, "device": "jetson-agx-orin"}, "schedule": {"H": 1},
+                                "network": {"link": link, "topology": topology}, "profiles": [str(path)],
+                                "decoding": {"max_new_tokens": 2}})
+        return run_scenario(sc).summary["exchange_s"]
+
+    assert exchange("relayed", "star") == pytest.approx(exchange("bus", "star") + 0.007, abs=1e-9)
+    assert exchange("relayed", "mesh") == exchange("bus", "mesh")  # no relay on a mesh
+
+
 def test_the_probes_calibrate_a_device_and_the_loopback_link(tmp_path):
     """`fedsim calibrate`'s own code path, for real: probe processes and a gloo link, on the tiny model."""
     path = tmp_path / "calibration.yaml"
@@ -90,6 +107,7 @@ def test_the_probes_calibrate_a_device_and_the_loopback_link(tmp_path):
     assert isinstance(device, MeasuredDevice) and device.model == "tiny-random"
     assert list(device.queries) == list(QUICK.queries) and all(t > 0 for t in device.pre_s)
     assert links["loopback"].shared_medium and links["loopback"].direct and links["loopback"].uplink_Bps > 1e6
+    assert links["loopback"].relay_s >= 0 and "through the star's relay" in links["loopback"].note
     sc = validate_scenario({"model": {"name": "tiny-random"}, "task": {"kind": "retrieval"},
                             "participants": {"device": "tiny-machine"}, "network": {"link": "loopback"},
                             "profiles": [str(path)], "decoding": {"max_new_tokens": 3}})

@@ -66,25 +66,36 @@ def measure_device(model: str, threads: int, processes: int, grid: Grid, timeout
 
 def measure_link(model: str, rate_mbit: float | None, burst_kb: float, grid: Grid,
                  timeout_s: float) -> tuple[dict[str, Any], dict[str, float]]:
-    """A link entry for the loopback as shaped now, and the raw one-way times it was fitted to."""
+    """A link entry for the loopback as shaped now, and the raw direct one-way times it was fitted to.
+
+    The rate and per-message latency come from a line through the direct one-way times. A message through the
+    star's relay crosses the medium twice, which the simulator charges as two traversals; what it takes beyond
+    them (the relay process receiving the whole message, waking and sending it on) is the link's `relay_ms`."""
     shape_loopback(rate_mbit, burst_kb)
     cfg = load_model(model).cfg
     spec = {"kind": "link", "threads": 1, "repeats": grid.link_repeats, "sizes": list(grid.link_sizes),
-            "kv_heads": cfg.n_kv_heads, "head_dim": cfg.head_dim, "gap_s": 0.05, "world_size": 2,
+            "kv_heads": cfg.n_kv_heads, "head_dim": cfg.head_dim, "gap_s": 0.05, "world_size": 3,
             "timeout_s": timeout_s}
-    records = launch([{**spec, "rank": r} for r in range(2)], master_port=free_port(), timeout_s=timeout_s,
+    records = launch([{**spec, "rank": r} for r in range(3)], master_port=free_port(), timeout_s=timeout_s,
                      threads=1, module="fedsim.real.probe")
-    times = {int(size): t for size, t in records[0]["one_way_s"].items()}
+    times = {int(size): t for size, t in records[0]["one_way_s"]["direct"].items()}
+    relayed = {int(size): t for size, t in records[0]["one_way_s"]["relayed"].items()}
     rate, latency = fit_line(times)
+    relay = max(0.0, statistics.fmean(t - 2 * (latency + size / rate) for size, t in relayed.items()))
     what = f"loopback shaped by tbf at {rate_mbit:g} Mbit/s (burst {burst_kb:g} KB)" if rate_mbit else \
         "unshaped loopback"
+
+    def listed(ts: dict[int, float]) -> str:
+        return ", ".join(f"{size} B {t * 1e3:.3f} ms" for size, t in sorted(ts.items()))
+
     entry = {"description": f"{what}: one shared medium, every transmission crosses it once",
              "uplink_mbps": rate * 8 / 1e6, "downlink_mbps": rate * 8 / 1e6, "latency_ms": latency * 1e3,
-             "jitter_ms": 0.0, "shared_medium": True, "direct": True,
+             "jitter_ms": 0.0, "relay_ms": relay * 1e3, "shared_medium": True, "direct": True,
              "source": f"measured by `fedsim calibrate` on {platform.node()} on {date.today().isoformat()}: "
                        "one-way times of gloo messages through fedsim's Transport",
              "note": "payload rate and per-message latency from a least-squares line through one-way times: "
-                     + ", ".join(f"{size} B {t * 1e3:.3f} ms" for size, t in sorted(times.items()))}
+                     f"{listed(times)}; relay_ms: the mean excess over two traversals of one-way times through "
+                     f"the star's relay: {listed(relayed)}"}
     return entry, times
 
 

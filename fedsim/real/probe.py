@@ -5,8 +5,8 @@
 keys before the participant's own chunk, one decode step (`Decoder.step`) by the keys it attends, and the LM
 head. Several device ranks measure in lockstep (a barrier before every point), so the tables include the
 contention of that many participants computing at once. `link` probes time one message from rank 0 to rank 1
-through the runtime's Transport, by size. Nothing here runs FedAttn on a prompt: calibration never sees the
-runs it is validated against.
+through the runtime's Transport, by size, directly and through the star's relay. Nothing here runs FedAttn on
+a prompt: calibration never sees the runs it is validated against.
 
     python3 -m fedsim.real.probe < spec.json
 """
@@ -27,7 +27,7 @@ import torch.distributed as dist
 from fedsim.fedattn.participant import Decoder, ParticipantPrefill, Slice
 from fedsim.fedattn.schedule import make_schedule
 from fedsim.models.loading import load_model
-from fedsim.real.transport import Transport
+from fedsim.real.transport import Transport, take_relay_priority
 
 
 def _mean_time(fn, repeats: int) -> float:
@@ -94,28 +94,37 @@ def device(spec: dict[str, Any]) -> dict[str, Any]:
 
 
 def link(spec: dict[str, Any]) -> dict[str, Any]:
-    """One-way time of a message of each size from rank 0 to rank 1 (same machine, same monotonic clock), from
-    the moment both ends are ready (the sender sends, the receiver waits) to its receipt, as the transport is
-    used in a run: both ends have just computed (hot ends hand a message over more slowly than idle ones: a
-    230 KB gloo exchange between two processes on the 2-core sandbox took a median 1.35 ms after 13 ms of
-    compute against 0.38 ms after 13 ms of sleep, each timed from its own send), and the mean, as the
-    simulator's times are expectations and the delays are heavy-tailed."""
-    out = {}
+    """One-way time of a message of each size from rank 0 to rank 1 (same machine, same monotonic clock),
+    directly and through the star's relay (rank 2, at its real-time priority as in a run), from the moment both
+    ends are ready to its receipt, as the transport is used in a run: the receiver posts its receive before it
+    computes, both ends have just computed (hot ends hand a message over more slowly than idle ones), and the
+    mean, as the simulator's times are expectations and the delays are heavy-tailed."""
+    rank, heads, dim = spec["rank"], spec["kv_heads"], spec["head_dim"]
+    if rank == 2:
+        take_relay_priority()
+    out: dict[str, dict[str, float]] = {"direct": {}, "relayed": {}}
     for size in spec["sizes"]:
-        tokens = max(1, size // (2 * spec["kv_heads"] * spec["head_dim"] * 4))
-        net = Transport(spec["rank"], 2, "mesh", [tokens, tokens], spec["kv_heads"], spec["head_dim"])
-        own = torch.zeros(2, spec["kv_heads"], tokens, spec["head_dim"]) if spec["rank"] == 0 else None
-        spans = []
-        for _ in range(spec["repeats"]):
-            dist.barrier()
-            _compute(spec["gap_s"])  # the token bucket refills while the ends compute, as between blocks
-            ready = time.perf_counter()
-            net.exchange(0, own, [0])
-            stamps = torch.tensor([ready, time.perf_counter()], dtype=torch.float64)
-            both = [torch.zeros(2, dtype=torch.float64) for _ in range(2)]
-            dist.all_gather(both, stamps)
-            spans.append(float(both[1][1] - max(both[0][0], both[1][0])))  # both ready -> received
-        out[str(tokens * 2 * spec["kv_heads"] * spec["head_dim"] * 4)] = statistics.fmean(spans)
+        tokens = max(1, size // (2 * heads * dim * 4))
+        own = torch.zeros(2, heads, tokens, dim) if rank == 0 else None
+        for path, topology in (("direct", "mesh"), ("relayed", "star")):
+            net = Transport(rank, 2, topology, [tokens, tokens], heads, dim)
+            spans = []
+            for _ in range(spec["repeats"]):
+                dist.barrier()
+                stamps = torch.zeros(2, dtype=torch.float64)
+                if rank == 2:
+                    if topology == "star":
+                        net.relay_block(0, [0])
+                else:
+                    net.expect(0, [0])
+                    _compute(spec["gap_s"])  # the token bucket refills while the ends compute, as between blocks
+                    ready = time.perf_counter()
+                    net.exchange(0, own, [0])
+                    stamps = torch.tensor([ready, time.perf_counter()], dtype=torch.float64)
+                every = [torch.zeros(2, dtype=torch.float64) for _ in range(3)]
+                dist.all_gather(every, stamps)
+                spans.append(float(every[1][1] - max(every[0][0], every[1][0])))  # both ready -> received
+            out[path][str(tokens * 2 * heads * dim * 4)] = statistics.fmean(spans)
     return {"one_way_s": out}
 
 

@@ -10,11 +10,21 @@ The topologies are the simulator's (fedsim/sim/network.py), done for real:
 A message is one fp32 tensor [2, kv_heads, n_tokens, head_dim] (K and V of the sender's tokens); receivers
 size their buffers from the senders' slices, which every rank learns once at start-up. Payload bytes are
 counted per rank as they leave it, so the runtime's `bytes_sent` can be compared with the simulator's.
+
+A participant posts a block's receives (`expect`) before it computes the block, as a deployment would. This
+matters: gloo's sender transmits only once the receiver has posted its receive, so a receive posted late, by
+a participant still computing when its peer was ready, made the peer's communication thread, on a core busy
+with the peer's next block, wait for a scheduler tick (3-12 ms on the 2-core sandbox) before it sent. With the
+receives posted early a message leaves when its sender is ready, which is what the simulator models. The relay
+forwards each sender's K/V as soon as it has arrived, in arrival order (one waiting thread per sender); every
+relayed message is tagged with its origin, so receivers tell them apart whatever the order.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import torch
@@ -45,84 +55,105 @@ class Transport:
         self.lengths, self.kv_heads, self.head_dim = list(lengths), kv_heads, head_dim
         self.relay = n_participants  # the star's relay rank
         self.counters = Counters()
+        self._posted: tuple[int, dict[int, tuple[torch.Tensor, dist.Work]]] | None = None  # by `expect`
+        self._pool: ThreadPoolExecutor | None = None  # the relay's waiting threads
 
     def _buffer(self, origin: int) -> torch.Tensor:
         return torch.empty(2, self.kv_heads, self.lengths[origin], self.head_dim)
 
-    def _send(self, tensor: torch.Tensor, dst: int, block: int) -> dist.Work:
+    def _send(self, tensor: torch.Tensor, dst: int, block: int, tag: int = 0) -> dist.Work:
         nbytes = tensor.numel() * tensor.element_size()
         c = self.counters
         c.bytes_sent += nbytes
         c.messages_sent += 1
         c.per_block_sent[block] = c.per_block_sent.get(block, 0) + nbytes
-        return dist.isend(tensor, dst)
+        return dist.isend(tensor, dst, tag=tag)
 
     def _recv(self, origin: int, src: int) -> tuple[torch.Tensor, dist.Work]:
         buf = self._buffer(origin)
         self.counters.bytes_received += buf.numel() * buf.element_size()
-        return buf, dist.irecv(buf, src)
+        return buf, dist.irecv(buf, src, tag=origin)
+
+    def expect(self, block: int, senders: Sequence[int]) -> None:
+        """Post this rank's receives of one block's exchange, before computing the block (see the module's
+        docstring for why). `exchange` posts them itself when they were not posted."""
+        self._posted = (block, self._receives(sorted(senders)))
+
+    def _receives(self, senders: list[int]) -> dict[int, tuple[torch.Tensor, dist.Work]]:
+        """By origin: the buffer and the pending receive of every other sender's K/V, from the rank that
+        hands it to this one (the relay, the sender itself, or the previous rank on the ring)."""
+        me = self.rank
+        if self.topology == "star":
+            src = {s: self.relay for s in senders}
+        elif self.topology == "mesh":
+            src = {s: s for s in senders}
+        else:  # the ring: everything arrives from the previous rank
+            src = {s: (me - 1) % self.n for s in senders}
+        return {s: self._recv(s, src[s]) for s in senders if s != me}
 
     def exchange(self, block: int, own: torch.Tensor | None, senders: Sequence[int]) -> dict[int, torch.Tensor]:
         """A participant's part of one block's exchange: send `own` (when this rank is a sender) and return
         the tensors of the other senders, by origin."""
         senders = sorted(senders)
+        posted, self._posted = self._posted, None
+        incoming = posted[1] if posted and posted[0] == block else self._receives(senders)
+        waited: set[int] = set()  # a gloo receive may be waited for once only
         if self.topology == "star":
-            return self._star(block, own, senders)
-        if self.topology == "mesh":
-            return self._mesh(block, own, senders)
-        return self._ring(block, own, senders)
-
-    def _mesh(self, block: int, own: torch.Tensor | None, senders: list[int]) -> dict[int, torch.Tensor]:
-        works = []
-        if self.rank in senders:
-            works += [self._send(own, r, block) for r in range(self.n) if r != self.rank]
-        received = {}
-        for s in senders:
-            if s != self.rank:
-                received[s], work = self._recv(s, s)
-                works.append(work)
-        for work in works:
-            work.wait()
-        return received
-
-    def _star(self, block: int, own: torch.Tensor | None, senders: list[int]) -> dict[int, torch.Tensor]:
-        works = [self._send(own, self.relay, block)] if self.rank in senders else []
-        received = {}
-        for s in senders:  # the relay forwards in sender order, so each receiver posts in that order
-            if s != self.rank:
-                received[s], work = self._recv(s, self.relay)
-                works.append(work)
-        for work in works:
-            work.wait()
-        return received
-
-    def _ring(self, block: int, own: torch.Tensor | None, senders: list[int]) -> dict[int, torch.Tensor]:
-        n, me = self.n, self.rank
-        nxt, prev = (me + 1) % n, (me - 1) % n
-        held = {me: own} if me in senders else {}
-        received = {}
-        for step in range(1, n):
-            # at step k a message that left its origin k-1 hops ago moves on, unless its next hop is its origin
-            outgoing = (me - step + 1) % n
-            incoming = (me - step) % n
-            works = []
-            if outgoing in senders and outgoing in held and nxt != outgoing:
-                works.append(self._send(held[outgoing], nxt, block))
-            if incoming in senders and incoming != me:
-                buf, work = self._recv(incoming, prev)
-                works.append(work)
-                held[incoming] = received[incoming] = buf
-            for work in works:
+            works = [self._send(own, self.relay, block, self.rank)] if self.rank in senders else []
+        elif self.topology == "mesh":
+            works = [self._send(own, r, block, self.rank) for r in range(self.n)
+                     if r != self.rank and self.rank in senders]
+        else:
+            works = self._ring(block, own, senders, incoming, waited)
+        for s, (_, work) in incoming.items():
+            if s not in waited:
                 work.wait()
-        return received
+        for work in works:
+            work.wait()
+        return {s: buf for s, (buf, _) in incoming.items()}
+
+    def _ring(self, block: int, own: torch.Tensor | None, senders: list[int],
+              incoming: dict[int, tuple[torch.Tensor, dist.Work]], waited: set[int]) -> list[dist.Work]:
+        """The classic ring: at step k a message that left its origin k-1 hops ago moves on to the next rank,
+        unless that rank is its origin; a rank forwards a message once it has received it."""
+        n, me = self.n, self.rank
+        nxt = (me + 1) % n
+        works = []
+        for step in range(1, n):
+            outgoing = (me - step + 1) % n
+            if outgoing not in senders or nxt == outgoing:
+                continue
+            if outgoing == me:
+                works.append(self._send(own, nxt, block, me))
+            else:
+                buf, work = incoming[outgoing]
+                work.wait()
+                waited.add(outgoing)
+                works.append(self._send(buf, nxt, block, outgoing))
+        return works
 
     def relay_block(self, block: int, senders: Sequence[int]) -> None:
         """The star's relay at one block: receive each sender's K/V and forward a copy to every other
-        participant as soon as it has arrived."""
-        incoming = [(s, *self._recv(s, s)) for s in sorted(senders)]
-        works = []
-        for s, buf, work in incoming:
+        participant as soon as it has arrived, in the order the senders' messages arrive."""
+        incoming = {s: self._recv(s, s) for s in sorted(senders)}
+
+        def forward(s: int) -> list[dist.Work]:
+            buf, work = incoming[s]
             work.wait()
-            works += [self._send(buf, r, block) for r in range(self.n) if r != s]
-        for work in works:
-            work.wait()
+            return [self._send(buf, r, block, s) for r in range(self.n) if r != s]
+
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(max_workers=self.n, thread_name_prefix="relay")
+        for sends in list(self._pool.map(forward, incoming)):
+            for work in sends:
+                work.wait()
+
+
+def take_relay_priority() -> None:
+    """The relay stands for an access point or edge server, hardware of its own: on a machine shared with the
+    participants it must not queue behind their compute for a core, so it takes a real-time priority (its
+    threads, gloo's included, inherit it; it sleeps except to forward). Without the privilege it runs as is."""
+    try:
+        os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(1))
+    except (AttributeError, PermissionError, OSError):
+        pass

@@ -30,14 +30,14 @@ import torch.distributed as dist
 from fedsim.fedattn.participant import Decoder, ParticipantPrefill, Slice, senders_at
 from fedsim.fedattn.schedule import Schedule
 from fedsim.models.loading import load_model
-from fedsim.real.transport import Transport
+from fedsim.real.transport import Transport, take_relay_priority
 
 
 def run(spec: dict[str, Any]) -> list[dict[str, Any]] | None:
     """Run this rank; rank 0 returns every rank's record (in rank order), the others None."""
     torch.set_num_threads(spec["threads"])
     if spec["role"] == "relay":
-        _own_hardware()
+        take_relay_priority()
     dist.init_process_group("gloo", rank=spec["rank"], world_size=spec["world_size"],
                             timeout=timedelta(seconds=spec["timeout_s"]))
     try:
@@ -82,10 +82,12 @@ def _participant(spec: dict[str, Any]) -> dict[str, Any]:
         if layer == fault:
             os._exit(3)
         kind = schedule.kind(layer)
+        senders = [p for p in range(n) if kind == "sync" or (kind == "publisher" and p == publisher)]
         start = now()
+        if senders and n > 1:
+            net.expect(layer, senders)
         k, v = pf.start_block()
         pre_end = now()
-        senders = [p for p in range(n) if kind == "sync" or (kind == "publisher" and p == publisher)]
         wanted = senders_at(kind, me, n, publisher)
         received: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
         if senders and n > 1:
@@ -174,16 +176,6 @@ def _boot_id() -> str:
             return f.read().strip()
     except OSError:
         return f"{os.uname().nodename}:{os.getpid()}"  # unknown: no two processes are assumed to share a clock
-
-
-def _own_hardware() -> None:
-    """The relay stands for an access point or edge server, hardware of its own: on a machine shared with the
-    participants it must not queue behind their compute for a core, so it takes a real-time priority (its
-    threads, gloo's included, inherit it; it sleeps except to forward). Without the privilege it runs as is."""
-    try:
-        os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(1))
-    except (AttributeError, PermissionError, OSError):
-        pass
 
 
 def _warm_up(model, n_tokens: int) -> None:

@@ -26,7 +26,9 @@ The model, in the order a byte meets it:
   Chunks of one message keep their order on each hop (one latency draw per hop and message).
 - **Topologies** decide where copies are made:
   `star`: the hub (AP / edge server) receives the sender's single upload and replicates it to each
-  receiver; replicated bytes are counted as hub relay bytes, not as the sender's. With
+  receiver; replicated bytes are counted as hub relay bytes, not as the sender's. A relayed chunk reaches
+  its receiver the receiver link's `relay_s` later (the relay's own forwarding time, measured for the
+  runtime's relay process by `fedsim calibrate`; 0 for the shipped links, whose latency includes it). With
   `NetworkOptions.multicast`, the AP sends each relayed chunk ONCE on the air to all its Wi-Fi receivers,
   at the slowest of their downlink rates; the default is one unicast per receiver, because 802.11
   multicast frames are unacknowledged and go out at the basic rate, so reliable K/V delivery uses
@@ -256,7 +258,8 @@ class Network:
     def _downlink_hop(self, msg: _Message, src: Node, dsts: Sequence[int], *, relay: bool, track: int,
                       lane: str) -> None:
         rate = Rate([(self.links[r].downlink_Bps, self.links[r]) for r in dsts])
-        latencies = tuple(self._latency(msg, self.links[r]) for r in dsts)
+        latencies = tuple(self._latency(msg, self.links[r]) + (self.links[r].relay_s if relay else 0.0)
+                          for r in dsts)
         msg.hops.append(_Hop(src, tuple(dsts), self._down[dsts[0]], rate, latencies, sender=None, relay=relay,
                              touches=tuple(dsts), track=track, lane=lane, cancel_ev=self.env.event()))
 

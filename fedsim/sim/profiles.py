@@ -53,6 +53,9 @@ class LinkProfile(Section):
                              description="one-way latency per traversal of the link in s, a finite number >= 0")
     jitter_s: float = Field(ge=0, allow_inf_nan=False,
                             description="the standard deviation of latency_s in s, a finite number >= 0")
+    relay_s: float = Field(0.0, ge=0, allow_inf_nan=False,
+                           description="time a star's relay (access point, edge server) takes to forward one "
+                           "message to this device beyond its two traversals, in s, a finite number >= 0")
     shared_medium: bool = Field(description="true for one half-duplex channel shared by every device (Wi-Fi)")
     direct: bool = Field(False, description="true if devices reach each other without an access point or switch "
                          "(ad-hoc radio, a shared bus, a shaped loopback): a device-to-device transfer crosses "
@@ -104,6 +107,8 @@ class _LinkEntry(Section):
     downlink_mbps: float = Field(gt=0, description="network -> device throughput in Mbit/s, a number > 0")
     latency_ms: float = Field(ge=0, allow_inf_nan=False, description="one-way latency in ms, a finite number >= 0")
     jitter_ms: float = Field(ge=0, allow_inf_nan=False, description="latency jitter (std) in ms, a finite number >= 0")
+    relay_ms: float = Field(0.0, ge=0, allow_inf_nan=False,
+                            description="a star relay's forwarding time per message to this device in ms, >= 0")
     shared_medium: bool = Field(description="true for one half-duplex channel shared by every device (Wi-Fi)")
     direct: bool = Field(False, description="true if devices reach each other without an access point")
     uplink_nj_per_bit: float | None = Field(None, ge=0, description="radio energy per bit sent in nJ, >= 0")
@@ -116,6 +121,7 @@ class _LinkEntry(Section):
         return LinkProfile(
             name=name, description=self.description, uplink_Bps=mbps(self.uplink_mbps),
             downlink_Bps=mbps(self.downlink_mbps), latency_s=ms(self.latency_ms), jitter_s=ms(self.jitter_ms),
+            relay_s=ms(self.relay_ms),
             shared_medium=self.shared_medium, direct=self.direct, uplink_j_per_bit=nj(self.uplink_nj_per_bit),
             downlink_j_per_bit=nj(self.downlink_nj_per_bit), source=self.source, note=self.note,
             rate_trace=self.rate_trace)
