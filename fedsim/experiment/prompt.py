@@ -12,12 +12,12 @@ whole text).
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from fedsim.common.errors import UserError
+from fedsim.common.machine import physical_memory_bytes
 from fedsim.experiment.config import Scenario
 from fedsim.fedattn.costs import simulation_memory_bytes
 from fedsim.fedattn.partition import Partition, partition_pieces
@@ -94,7 +94,7 @@ def check_fits(sc: Scenario, lm: LoadedModel, n_tokens: int) -> None:
 
 def memory_limit_bytes() -> float:
     """MEMORY_FRACTION of the physical memory, or of the container's limit (cgroup v2) when that is lower."""
-    total = float(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")) if hasattr(os, "sysconf") else 16e9
+    total = physical_memory_bytes()
     try:
         text = Path("/sys/fs/cgroup/memory.max").read_text().strip()
         total = min(total, float(text)) if text.isdigit() else total

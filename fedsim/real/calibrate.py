@@ -12,13 +12,13 @@ On a Jetson or a phone it is the same command.
 
 from __future__ import annotations
 
-import os
 import platform
 import statistics
 from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
+from fedsim.common.machine import physical_memory_bytes
 from fedsim.models.loading import load_model
 from fedsim.real.launch import free_port, launch
 from fedsim.real.netns import shape_loopback
@@ -59,7 +59,7 @@ def measure_device(model: str, threads: int, processes: int, grid: Grid, timeout
             f"thread(s) per participant, {processes} participant(s) computing at once",
             "source": f"measured by `fedsim calibrate` on {platform.node()} on {date.today().isoformat()}",
             "model": model, "threads": threads, "processes": processes, "msg_overhead_s": 0.0,
-            "mem_bytes": float(_memory_bytes()), "queries": list(grid.queries), "keys_before": list(grid.keys_before),
+            "mem_bytes": physical_memory_bytes(), "queries": list(grid.queries), "keys_before": list(grid.keys_before),
             "pre_s": med("pre_s"), "post_s": med("post_s"), "decode_keys": records[0]["decode_keys"],
             "decode_s": med("decode_s"), "lm_head_s": med("lm_head_s")}
 
@@ -111,6 +111,3 @@ def fit_line(times: dict[int, float]) -> tuple[float, float]:
 def link_name(rate_mbit: float | None) -> str:
     return f"loopback-{rate_mbit:g}mbit" if rate_mbit is not None else "loopback"
 
-
-def _memory_bytes() -> int:
-    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")

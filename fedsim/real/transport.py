@@ -102,7 +102,7 @@ class Transport:
             works = [self._send(own, self.relay, block, self.rank)] if self.rank in senders else []
         elif self.topology == "mesh":
             works = [self._send(own, r, block, self.rank) for r in range(self.n)
-                     if r != self.rank and self.rank in senders]
+                     if r != self.rank] if self.rank in senders else []
         else:
             works = self._ring(block, own, senders, incoming, waited)
         for s, (_, work) in incoming.items():

@@ -83,14 +83,15 @@ def _participant(spec: dict[str, Any]) -> dict[str, Any]:
             os._exit(3)
         kind = schedule.kind(layer)
         senders = [p for p in range(n) if kind == "sync" or (kind == "publisher" and p == publisher)]
+        exchanging = bool(senders) and n > 1
         start = now()
-        if senders and n > 1:
+        if exchanging:
             net.expect(layer, senders)
         k, v = pf.start_block()
         pre_end = now()
         wanted = senders_at(kind, me, n, publisher)
         received: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
-        if senders and n > 1:
+        if exchanging:
             own = torch.stack([k[0], v[0]]).contiguous() if me in senders else None
             got = net.exchange(layer, own, senders)
             received = {s: (got[s][0][None], got[s][1][None]) for s in wanted}
