@@ -96,6 +96,9 @@ def test_a_stars_relay_time_delays_each_relayed_message_and_nothing_else(tmp_pat
 
     assert exchange("relayed", "star") == pytest.approx(exchange("bus", "star") + 0.007, abs=1e-9)
     assert exchange("relayed", "mesh") == exchange("bus", "mesh")  # no relay on a mesh
+    path.write_text(yaml.safe_dump({"links": {"bus": {**bus, "relay_ms": -1}}}))
+    with pytest.raises(UserError, match=r"bus\.relay_ms: must be >= 0"):
+        load_library([path])
 
 
 def test_the_probes_calibrate_a_device_and_the_loopback_link(tmp_path):
