@@ -51,9 +51,12 @@ def make_destination(root: Path, field: str) -> None:
     created: list[Path] = []
     try:
         for prefix in _prefixes(root):
-            if not os.path.isdir(prefix):
+            try:
                 os.mkdir(prefix)
                 created.append(prefix)
+            except FileExistsError:
+                if not os.path.isdir(prefix):  # a folder made meanwhile (a concurrent sweep) is fine
+                    raise
     except OSError as err:
         for folder in reversed(created):
             os.rmdir(folder)
