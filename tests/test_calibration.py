@@ -3,6 +3,7 @@ next to the shipped profiles; direct links cross the medium once; the probes rea
 
 import math
 
+import numpy as np
 import pytest
 import yaml
 
@@ -12,7 +13,7 @@ from fedsim.experiment.config import validate_scenario
 from fedsim.experiment.run import run_scenario
 from fedsim.experiment.timing import calibrate, error, report
 from fedsim.fedattn.costs import LayerCost
-from fedsim.real.calibrate import QUICK, fit_line
+from fedsim.real.calibrate import QUICK, fit_line, share_spread
 from fedsim.sim.devices import MeasuredDevice
 from fedsim.sim.profiles import load_library
 
@@ -44,6 +45,18 @@ def test_measured_device_rejects_tables_that_do_not_fit_their_grids():
 def test_fit_line_recovers_rate_and_latency():
     rate, latency = fit_line({size: 0.002 + size / 2.5e6 for size in (1000, 65536, 262144, 1048576)})
     assert rate == pytest.approx(2.5e6) and latency == pytest.approx(0.002)
+
+
+def test_the_share_spread_reproduces_the_first_of_two_it_was_solved_from():
+    """Two equal messages started together with weights exp(sigma Z): the first finishes at (1 + w_min/w_max)/2
+    of the time both take; a Monte Carlo of that model gives back the fraction sigma was solved from."""
+    z = np.random.default_rng(0).standard_normal((2, 200_000))
+    for first in (0.95, 0.85, 0.7):
+        sigma = share_spread(first)
+        w = np.exp(sigma * z)
+        assert np.mean((1 + w.min(axis=0) / w.max(axis=0)) / 2) == pytest.approx(first, abs=0.003)
+    assert share_spread(1.0) == share_spread(1.2) == 0.0  # equal shares, or noise above them
+    assert share_spread(0.4) == 8.0  # one after the other: capped
 
 
 def test_a_profile_file_extends_the_shipped_library(tmp_path):
@@ -111,6 +124,7 @@ def test_the_probes_calibrate_a_device_and_the_loopback_link(tmp_path):
     assert list(device.queries) == list(QUICK.queries) and all(t > 0 for t in device.pre_s)
     assert links["loopback"].shared_medium and links["loopback"].direct and links["loopback"].uplink_Bps > 1e6
     assert links["loopback"].relay_s >= 0 and "through the star's relay" in links["loopback"].note
+    assert links["loopback"].share_spread >= 0 and "first arrived at" in links["loopback"].note
     sc = validate_scenario({"model": {"name": "tiny-random"}, "task": {"kind": "retrieval"},
                             "participants": {"device": "tiny-machine"}, "network": {"link": "loopback"},
                             "profiles": [str(path)], "decoding": {"max_new_tokens": 3}})

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import simpy
 
+from fedsim.sim.channel import Channel, Rate
 from fedsim.sim.network import Network, NetworkOptions
 from fedsim.sim.profiles import LinkProfile
 
@@ -13,9 +14,9 @@ INF = math.inf
 
 
 def link(up: float = INF, down: float = INF, latency: float = 0.0, *, shared: bool = False, jitter: float = 0.0,
-         trace: tuple = ()) -> LinkProfile:
+         trace: tuple = (), spread: float = 0.0) -> LinkProfile:
     return LinkProfile(name="test", description="hand numbers", uplink_Bps=up, downlink_Bps=down, latency_s=latency,
-                       jitter_s=jitter, shared_medium=shared, source="test", rate_trace=trace)
+                       jitter_s=jitter, shared_medium=shared, source="test", rate_trace=trace, share_spread=spread)
 
 
 def all_gather(net: Network, senders: dict[int, float], receivers) -> dict[tuple[int, int], simpy.Event]:
@@ -84,6 +85,42 @@ def test_shared_medium_two_senders_take_twice_one():
     dedicated = [link(up=r, down=INF) for _ in range(3)]
     two_dedicated, _ = run(dedicated, "star", [(0, b, [2]), (1, b, [2])])
     assert two_dedicated[(0, 2)] == pytest.approx(b / r)  # separate uplinks do not interfere
+
+
+def test_a_heavier_transmission_gets_a_proportional_share_and_the_channel_stays_full():
+    env, r, b = simpy.Environment(), 1e6, 3e5
+    channel = Channel(env)
+    heavy, light = (channel.transmit(b, Rate([(r, link())]), weight) for weight in (3.0, 1.0))
+    env.run()
+    # 3:1 shares: the heavy one is done when the light one has sent b/3; the light one then has the channel
+    assert (heavy.done.value, light.done.value) == (b, b)
+    assert env.now == pytest.approx(2 * b / r)
+    env2 = simpy.Environment()
+    ch2 = Channel(env2)
+    first = ch2.transmit(b, Rate([(r, link())]), 3.0)
+    ch2.transmit(b, Rate([(r, link())]), 1.0)
+    env2.run(until=first.done)
+    assert env2.now == pytest.approx(b / (0.75 * r))
+
+
+def test_a_share_spread_makes_concurrent_messages_finish_apart_seeded_and_conserving():
+    r, b = 1e6, 3e5
+    uneven = [link(up=r, down=INF, shared=True, spread=1.0) for _ in range(2)] + [link(down=INF)]
+    sends = [(0, b, [2]), (1, b, [2])]
+
+    def arrivals(seed):
+        return run(uneven, "star", sends, rng=np.random.default_rng(seed))[0]
+
+    assert arrivals(4) == arrivals(4)
+    draws = [arrivals(seed) for seed in range(10)]
+    for a in draws:  # work-conserving: the last one still needs the time of both; the first is earlier
+        assert max(a.values()) == pytest.approx(2 * b / r)
+        assert min(a.values()) < 2 * b / r * 0.999
+    assert len({min(a, key=a.get) for a in draws}) == 2  # which one gets ahead changes with the draws
+    even, _ = run([link(up=r, down=INF, shared=True) for _ in range(2)] + [link(down=INF)], "star", sends)
+    assert even[(0, 2)] == even[(1, 2)] == pytest.approx(2 * b / r)
+    with pytest.raises(ValueError, match="share_spread"):
+        Network(simpy.Environment(), uneven, "star")
 
 
 def test_shared_medium_slow_station_takes_more_airtime():

@@ -4,9 +4,9 @@
 (`ParticipantPrefill.start_block`) by query count, the part after it (`finish_block`) by query count and
 keys before the participant's own chunk, one decode step (`Decoder.step`) by the keys it attends, and the LM
 head. Several device ranks measure in lockstep (a barrier before every point), so the tables include the
-contention of that many participants computing at once. `link` probes time one message from rank 0 to rank 1
-through the runtime's Transport, by size, directly and through the star's relay. Nothing here runs FedAttn on
-a prompt: calibration never sees the runs it is validated against.
+contention of that many participants computing at once. `link` probes time the runtime's Transport by size:
+one message alone, and whole K/V exchanges, directly and through the star's relay. Nothing here runs FedAttn
+on a prompt: calibration never sees the runs it is validated against.
 
     python3 -m fedsim.real.probe < spec.json
 """
@@ -18,6 +18,7 @@ import json
 import statistics
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from typing import Any
 
@@ -27,6 +28,7 @@ import torch.distributed as dist
 from fedsim.fedattn.participant import Decoder, ParticipantPrefill, Slice
 from fedsim.fedattn.schedule import make_schedule
 from fedsim.models.loading import load_model
+from fedsim.real.calibrate import fit_line
 from fedsim.real.transport import Transport, take_relay_priority
 
 
@@ -94,38 +96,117 @@ def device(spec: dict[str, Any]) -> dict[str, Any]:
 
 
 def link(spec: dict[str, Any]) -> dict[str, Any]:
-    """One-way time of a message of each size from rank 0 to rank 1 (same machine, same monotonic clock),
-    directly and through the star's relay (rank 2, at its real-time priority as in a run), from the moment both
-    ends are ready to its receipt, as the transport is used in a run: the receiver posts its receive before it
-    computes, both ends have just computed (hot ends hand a message over more slowly than idle ones), and the
-    mean, as the simulator's times are expectations and the delays are heavy-tailed."""
+    """Two measurements of the transport between rank 0 and rank 1 (same machine, same monotonic clock),
+    rank 2 being the star's relay (at its real-time priority, as in a run):
+
+    - `one_way_s`: one message of each size alone, rank 0 to rank 1, from the moment both ends are ready to
+      its receipt (the receiver posted its receive before computing, as in a run).
+    - `exchange_s`: a whole K/V exchange of each size, as a run's participants do it, directly (mesh) and
+      through the relay (star): both post their receives, compute (rank 1 for longer, so rank 0's K/V has
+      arrived everywhere before rank 1 is ready), pack their K/V, exchange, and go on computing; the time from
+      the later sender being ready to the last receipt. On a loopback the transport's cost is CPU time, and
+      this is the load under which a run pays it: both directions at once, the ends computing around them.
+
+    Means, not medians, as the simulator's times are expectations and the delays are heavy-tailed."""
     rank, heads, dim = spec["rank"], spec["kv_heads"], spec["head_dim"]
     if rank == 2:
         take_relay_priority()
-    out: dict[str, dict[str, float]] = {"direct": {}, "relayed": {}}
-    for size in spec["sizes"]:
-        tokens = max(1, size // (2 * heads * dim * 4))
-        own = torch.zeros(2, heads, tokens, dim) if rank == 0 else None
+    sizes = {size: max(1, size // (2 * heads * dim * 4)) for size in spec["sizes"]}
+
+    def nbytes(tokens: int) -> str:
+        return str(tokens * 2 * heads * dim * 4)
+
+    def timed(ready: float | None, got: float | None) -> tuple[float, float]:
+        """Every rank's (ready, receipt) moments; ranks with nothing to time send zeros."""
+        stamps = torch.tensor([ready or 0.0, got or 0.0], dtype=torch.float64)
+        every = [torch.zeros(2, dtype=torch.float64) for _ in range(3)]
+        dist.all_gather(every, stamps)
+        return max(float(every[0][0]), float(every[1][0])), max(float(every[0][1]), float(every[1][1]))
+
+    one_way: dict[str, float] = {}
+    for tokens in sizes.values():
+        net = Transport(rank, 2, "mesh", [tokens, tokens], heads, dim)
+        own = torch.zeros(2, heads, tokens, dim)
+        spans = []
+        for _ in range(spec["repeats"]):
+            dist.barrier()
+            ready = got = None
+            if rank == 1:
+                net.expect(0, [0])
+            if rank < 2:
+                _compute(spec["gap_s"])  # the token bucket refills while the ends compute, as between blocks
+                ready = time.perf_counter()
+                net.exchange(0, own if rank == 0 else None, [0])
+                got = time.perf_counter() if rank == 1 else None
+            start, end = timed(ready, got)
+            spans.append(end - start)
+        one_way[nbytes(tokens)] = statistics.fmean(spans)
+    rate, latency = fit_line({int(k): v for k, v in one_way.items()})
+
+    exchange: dict[str, dict[str, float]] = {"direct": {}, "relayed": {}}
+    for tokens in sizes.values():
+        alone = latency + int(nbytes(tokens)) / rate
+        skew = 0.01 + 3 * alone  # rank 0's K/V is everywhere (two traversals) before rank 1 is ready
+        k = v = torch.zeros(heads, tokens, dim)
         for path, topology in (("direct", "mesh"), ("relayed", "star")):
             net = Transport(rank, 2, topology, [tokens, tokens], heads, dim)
             spans = []
-            for _ in range(spec["repeats"]):
+            after = 0.01 + 2 * alone  # the post part: the other end still receives meanwhile
+            for _ in _budgeted(spec, spec["gap_s"] + skew + after + 2 * alone):
                 dist.barrier()
-                stamps = torch.zeros(2, dtype=torch.float64)
+                ready = got = None
                 if rank == 2:
                     if topology == "star":
-                        net.relay_block(0, [0])
+                        net.relay_block(0, [0, 1])
                 else:
-                    net.expect(0, [0])
-                    _compute(spec["gap_s"])  # the token bucket refills while the ends compute, as between blocks
+                    net.expect(0, [0, 1])
+                    _compute(spec["gap_s"] + (skew if rank == 1 else 0.0))
                     ready = time.perf_counter()
-                    net.exchange(0, own, [0])
-                    stamps = torch.tensor([ready, time.perf_counter()], dtype=torch.float64)
-                every = [torch.zeros(2, dtype=torch.float64) for _ in range(3)]
-                dist.all_gather(every, stamps)
-                spans.append(float(every[1][1] - max(every[0][0], every[1][0])))  # both ready -> received
-            out[path][str(tokens * 2 * heads * dim * 4)] = statistics.fmean(spans)
-    return {"one_way_s": out}
+                    net.exchange(0, torch.stack([k, v]).contiguous(), [0, 1])  # packed as the worker packs
+                    got = time.perf_counter()
+                    _compute(after)
+                start, end = timed(ready, got)
+                spans.append(end - start)
+            exchange[path][nbytes(tokens)] = statistics.fmean(spans)
+
+    tokens = max(sizes.values())
+    alone = latency + int(nbytes(tokens)) / rate
+    firsts = []
+    for _ in _budgeted(spec, spec["gap_s"] + 2 * alone):
+        dist.barrier()
+        start = timed(time.perf_counter(), None)[0] + spec["gap_s"]  # one moment every rank knows
+        first = 0.0
+        if rank == 1:
+            first = _first_of_two(heads, tokens, dim, start)
+        else:
+            _until(start)
+            dist.isend(torch.zeros(2, heads, tokens, dim), 1, tag=1 + rank).wait()
+        firsts.append(timed(first, None)[0])  # rank 1's number, to every rank
+    return {"one_way_s": one_way, "exchange_s": exchange, "first_of_two": statistics.fmean(firsts)}
+
+
+def _first_of_two(heads: int, tokens: int, dim: int, start: float) -> float:
+    """Rank 1's end of two equal messages sent at `start` by ranks 0 and 2 (the star's uploads, two senders into
+    one receiver): when the first arrived, as a fraction of when both had (1/2: one after the other; 1: equal
+    shares)."""
+    works = [dist.irecv(torch.empty(2, heads, tokens, dim), src, tag=1 + src) for src in (0, 2)]
+    with ThreadPoolExecutor(max_workers=2) as pool:  # gloo's wait releases the GIL: both are awaited at once
+        done = list(pool.map(lambda work: (work.wait(), time.perf_counter())[1], works))
+    return (min(done) - start) / (max(done) - start)
+
+
+def _budgeted(spec: dict[str, Any], cycle_s: float) -> range:
+    """As many repeats of a `cycle_s` measurement as fit in the budget, within its bounds (every rank counts
+    the same: the number comes from the spec and the line fitted from what every rank gathered)."""
+    least, most = spec["exchange_repeats"]
+    return range(max(least, min(most, int(spec["budget_s"] / cycle_s))))
+
+
+def _until(deadline: float) -> None:
+    """Compute until shortly before `deadline` (a product takes a few ms), then spin until it, to the µs."""
+    _compute(deadline - time.perf_counter() - 0.006)
+    while time.perf_counter() < deadline:
+        pass
 
 
 def _compute(seconds: float) -> None:

@@ -11,13 +11,16 @@ A message is one fp32 tensor [2, kv_heads, n_tokens, head_dim] (K and V of the s
 size their buffers from the senders' slices, which every rank learns once at start-up. Payload bytes are
 counted per rank as they leave it, so the runtime's `bytes_sent` can be compared with the simulator's.
 
-A participant posts a block's receives (`expect`) before it computes the block, as a deployment would. This
-matters: gloo's sender transmits only once the receiver has posted its receive, so a receive posted late, by
-a participant still computing when its peer was ready, made the peer's communication thread, on a core busy
-with the peer's next block, wait for a scheduler tick (3-12 ms on the 2-core sandbox) before it sent. With the
-receives posted early a message leaves when its sender is ready, which is what the simulator models. The relay
-forwards each sender's K/V as soon as it has arrived, in arrival order (one waiting thread per sender); every
-relayed message is tagged with its origin, so receivers tell them apart whatever the order.
+Every rank posts the receives of all its blocks (`expect`) at start-up, before it computes anything. This
+matters: gloo's sender transmits only once the receiver has posted its receive. A receive posted late, by a
+participant still computing when its peer was ready, made the peer's communication thread (on a core busy
+with the peer's next block) wait for a scheduler tick, 3-12 ms on the 2-core sandbox; a receive posted at the
+start of its block still held the relay's forward until the receiver reached that block. Posted at start-up,
+a message leaves when its sender is ready and the relay forwards it while the receiver is still computing,
+which is what the simulator models. The price is memory: every block's incoming buffers exist from the start
+(the others' K/V of every exchanging block, about what a participant holds at the end). The relay forwards each
+sender's K/V as soon as it has arrived, in arrival order (one waiting thread per sender); every message has a
+tag of its own (block and origin), so receivers tell them apart whatever the order.
 """
 
 from __future__ import annotations
@@ -55,48 +58,52 @@ class Transport:
         self.lengths, self.kv_heads, self.head_dim = list(lengths), kv_heads, head_dim
         self.relay = n_participants  # the star's relay rank
         self.counters = Counters()
-        self._posted: tuple[int, dict[int, tuple[torch.Tensor, dist.Work]]] | None = None  # by `expect`
+        self._posted: dict[int, dict[int, tuple[torch.Tensor, dist.Work]]] = {}  # by block, from `expect`
         self._pool: ThreadPoolExecutor | None = None  # the relay's waiting threads
 
     def _buffer(self, origin: int) -> torch.Tensor:
         return torch.empty(2, self.kv_heads, self.lengths[origin], self.head_dim)
 
-    def _send(self, tensor: torch.Tensor, dst: int, block: int, tag: int = 0) -> dist.Work:
+    def _tag(self, block: int, origin: int) -> int:
+        """Every message of a run has its own tag: receives of many blocks are posted at once."""
+        return 1 + block * self.n + origin
+
+    def _send(self, tensor: torch.Tensor, dst: int, block: int, origin: int) -> dist.Work:
         nbytes = tensor.numel() * tensor.element_size()
         c = self.counters
         c.bytes_sent += nbytes
         c.messages_sent += 1
         c.per_block_sent[block] = c.per_block_sent.get(block, 0) + nbytes
-        return dist.isend(tensor, dst, tag=tag)
+        return dist.isend(tensor, dst, tag=self._tag(block, origin))
 
-    def _recv(self, origin: int, src: int) -> tuple[torch.Tensor, dist.Work]:
+    def _recv(self, block: int, origin: int, src: int) -> tuple[torch.Tensor, dist.Work]:
         buf = self._buffer(origin)
         self.counters.bytes_received += buf.numel() * buf.element_size()
-        return buf, dist.irecv(buf, src, tag=origin)
+        return buf, dist.irecv(buf, src, tag=self._tag(block, origin))
 
     def expect(self, block: int, senders: Sequence[int]) -> None:
-        """Post this rank's receives of one block's exchange, before computing the block (see the module's
-        docstring for why). `exchange` posts them itself when they were not posted."""
-        self._posted = (block, self._receives(sorted(senders)))
+        """Post this rank's receives of one block's exchange ahead of it (see the module's docstring for why);
+        a rank posts those of all its blocks at start-up. `exchange` posts them itself when they were not."""
+        self._posted[block] = self._receives(block, sorted(senders))
 
-    def _receives(self, senders: list[int]) -> dict[int, tuple[torch.Tensor, dist.Work]]:
+    def _receives(self, block: int, senders: list[int]) -> dict[int, tuple[torch.Tensor, dist.Work]]:
         """By origin: the buffer and the pending receive of every other sender's K/V, from the rank that
-        hands it to this one (the relay, the sender itself, or the previous rank on the ring)."""
+        hands it to this one (the relay, the sender itself, or the previous rank on the ring); the relay
+        receives from each sender."""
         me = self.rank
-        if self.topology == "star":
-            src = {s: self.relay for s in senders}
-        elif self.topology == "mesh":
+        if me == self.relay or self.topology == "mesh":
             src = {s: s for s in senders}
+        elif self.topology == "star":
+            src = {s: self.relay for s in senders}
         else:  # the ring: everything arrives from the previous rank
             src = {s: (me - 1) % self.n for s in senders}
-        return {s: self._recv(s, src[s]) for s in senders if s != me}
+        return {s: self._recv(block, s, src[s]) for s in senders if s != me}
 
     def exchange(self, block: int, own: torch.Tensor | None, senders: Sequence[int]) -> dict[int, torch.Tensor]:
         """A participant's part of one block's exchange: send `own` (when this rank is a sender) and return
         the tensors of the other senders, by origin."""
         senders = sorted(senders)
-        posted, self._posted = self._posted, None
-        incoming = posted[1] if posted and posted[0] == block else self._receives(senders)
+        incoming = self._posted.pop(block, None) or self._receives(block, senders)
         waited: set[int] = set()  # a gloo receive may be waited for once only
         if self.topology == "star":
             works = [self._send(own, self.relay, block, self.rank)] if self.rank in senders else []
@@ -135,7 +142,8 @@ class Transport:
     def relay_block(self, block: int, senders: Sequence[int]) -> None:
         """The star's relay at one block: receive each sender's K/V and forward a copy to every other
         participant as soon as it has arrived, in the order the senders' messages arrive."""
-        incoming = {s: self._recv(s, s) for s in sorted(senders)}
+        senders = sorted(senders)
+        incoming = self._posted.pop(block, None) or self._receives(block, senders)
 
         def forward(s: int) -> list[dist.Work]:
             buf, work = incoming[s]

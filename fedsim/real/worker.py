@@ -63,6 +63,16 @@ def _slices(spec: dict[str, Any]) -> list[Slice]:
     return [Slice(int(o), int(n)) for o, n in everyone[: spec["n_participants"]]]
 
 
+def _senders(schedule: Schedule, n: int, publisher: int) -> dict[int, list[int]]:
+    """The ranks whose K/V is shared at each exchanging block: everyone at a sync block, the publisher at a
+    publisher block (none when the participant is alone)."""
+    if n < 2:
+        return {}
+    kinds = {layer: schedule.kind(layer) for layer in range(schedule.n_layers)}
+    return {layer: list(range(n)) if kind == "sync" else [publisher]
+            for layer, kind in kinds.items() if kind != "local"}
+
+
 def _participant(spec: dict[str, Any]) -> dict[str, Any]:
     me, n, publisher = spec["rank"], spec["n_participants"], spec["publisher"]
     lm = load_model(spec["model"])
@@ -71,6 +81,9 @@ def _participant(spec: dict[str, Any]) -> dict[str, Any]:
     net = Transport(me, n, spec["topology"], [s.length for s in slices], cfg.n_kv_heads, cfg.head_dim)
     _warm_up(lm.model, len(spec["tokens"]))
     fault = _fault_block(spec)
+    senders = _senders(schedule, n, publisher)
+    for layer, these in senders.items():  # every receive is posted at once: K/V flows as soon as it is sent
+        net.expect(layer, these)
     t0 = _origin()
 
     def now() -> float:
@@ -82,18 +95,14 @@ def _participant(spec: dict[str, Any]) -> dict[str, Any]:
         if layer == fault:
             os._exit(3)
         kind = schedule.kind(layer)
-        senders = [p for p in range(n) if kind == "sync" or (kind == "publisher" and p == publisher)]
-        exchanging = bool(senders) and n > 1
         start = now()
-        if exchanging:
-            net.expect(layer, senders)
         k, v = pf.start_block()
         pre_end = now()
         wanted = senders_at(kind, me, n, publisher)
         received: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
-        if exchanging:
-            own = torch.stack([k[0], v[0]]).contiguous() if me in senders else None
-            got = net.exchange(layer, own, senders)
+        if layer in senders:
+            own = torch.stack([k[0], v[0]]).contiguous() if me in senders[layer] else None
+            got = net.exchange(layer, own, senders[layer])
             received = {s: (got[s][0][None], got[s][1][None]) for s in wanted}
         xchg_end = now()
         pf.finish_block(received)
@@ -148,13 +157,12 @@ def _relay(spec: dict[str, Any]) -> dict[str, Any]:
     n, publisher = spec["n_participants"], spec["publisher"]
     schedule, slices = _schedule(spec), _slices(spec)
     net = Transport(spec["rank"], n, "star", [s.length for s in slices], spec["kv_heads"], spec["head_dim"])
+    senders = _senders(schedule, n, publisher)
+    for layer, these in senders.items():
+        net.expect(layer, these)
     t0 = _origin()
-    for layer in range(schedule.n_layers):
-        kind = schedule.kind(layer)
-        if kind == "sync" and n > 1:
-            net.relay_block(layer, range(n))
-        elif kind == "publisher" and n > 1:
-            net.relay_block(layer, [publisher])
+    for layer, these in senders.items():
+        net.relay_block(layer, these)
     return {"rank": spec["rank"], "role": "relay", "bytes_sent": net.counters.bytes_sent,
             "bytes_received": net.counters.bytes_received, "end": time.perf_counter() - t0}
 

@@ -9,6 +9,11 @@ station takes more airtime (802.11's well-known "performance anomaly"), which is
 fairness does. We chose fluid processor sharing over a FIFO Resource served in chunks because it is
 work-conserving and chunk-size free: two equal simultaneous senders finish exactly together at twice
 the single-sender time, instead of one finishing early depending on the chunk order.
+
+Shares can be uneven: a transmission of weight w gets w times the byte rate of one of weight 1 (weighted
+processor sharing, still work-conserving). A link's `share_spread` draws each transmission's weight at random
+(fedsim/sim/network.py): TCP flows through one queue, as on a token-bucket-shaped loopback, do not split it
+evenly, and which one gets ahead changes from message to message. Equal weights are the fair share above.
 """
 
 from __future__ import annotations
@@ -52,22 +57,23 @@ class Rate:
 class Flow:
     """One chunk being transmitted on a channel."""
 
-    __slots__ = ("size", "rate", "inv", "tag", "served", "done")
+    __slots__ = ("size", "rate", "weight", "inv", "tag", "served", "done")
 
-    def __init__(self, env: simpy.Environment, size: float, rate: Rate):
+    def __init__(self, env: simpy.Environment, size: float, rate: Rate, weight: float = 1.0):
         self.size = size
         self.rate = rate
-        self.inv = 0.0  # seconds of channel time per byte at the current rate
+        self.weight = weight  # its share relative to the others' (1: an equal share)
+        self.inv = 0.0  # seconds of channel time per unit of the service clock at the current rate
         self.tag = 0.0  # value of the channel's service clock at which this flow is complete
         self.served = 0.0  # bytes that left, once done or cancelled
         self.done = env.event()  # succeeds with the size once every byte is on the wire
 
 
 class Channel:
-    """A processor-sharing transmitter (see the module docstring): all active flows progress at one
-    common byte rate x = 1 / sum_f 1/rate_f(t). Because the rate is common, one service clock `v` (bytes
-    served to each active flow since the channel was last idle) tracks every flow: a flow added at clock
-    v0 with b bytes completes when v reaches v0 + b. Re-planned at every arrival, completion and rate
+    """A processor-sharing transmitter (see the module docstring): every active flow progresses at its weight
+    times one common rate x = 1 / sum_f w_f/rate_f(t). Because the rate is common, one service clock `v`
+    (bytes served to a flow of weight 1 since the channel was last idle) tracks every flow: a flow of weight w
+    added at clock v0 with b bytes completes when v reaches v0 + b/w. Re-planned at every arrival, completion and rate
     breakpoint, so completion times are exact for piecewise-constant rates; each event costs O(log flows)."""
 
     def __init__(self, env: simpy.Environment):
@@ -82,16 +88,17 @@ class Channel:
         self._next_change = math.inf  # first rate breakpoint among the active flows
         self._plan = 0  # id of the current wake-up; older wake-ups are stale
 
-    def transmit(self, nbytes: float, rate: Rate) -> Flow:
-        flow = Flow(self._env, nbytes, rate)
+    def transmit(self, nbytes: float, rate: Rate, weight: float = 1.0) -> Flow:
+        """Start sending `nbytes` now; `weight` scales this transmission's share against the others'."""
+        flow = Flow(self._env, nbytes, rate, weight)
         now = self._env.now
         if nbytes <= 0 or math.isinf(rate.at(now)):
             flow.served = nbytes
             flow.done.succeed(nbytes)
             return flow
         self._settle()
-        flow.inv = 1.0 / rate.at(now)
-        flow.tag = self._v + nbytes
+        flow.inv = weight / rate.at(now)
+        flow.tag = self._v + nbytes / weight
         heapq.heappush(self._heap, (flow.tag, self._seq, flow))
         self._seq += 1
         self._active[flow] = None
@@ -106,7 +113,7 @@ class Channel:
             self._settle()
             del self._active[flow]
             self._inv_sum -= flow.inv
-            flow.served = flow.size - (flow.tag - self._v)
+            flow.served = flow.size - (flow.tag - self._v) * flow.weight
             self._replan()
 
     def _settle(self) -> None:
@@ -116,7 +123,7 @@ class Channel:
         if now >= self._next_change:  # a rate breakpoint passed: re-read every flow's rate
             self._inv_sum, self._next_change = 0.0, math.inf
             for flow in self._active:
-                flow.inv = 1.0 / flow.rate.at(now)
+                flow.inv = flow.weight / flow.rate.at(now)
                 self._inv_sum += flow.inv
                 self._next_change = min(self._next_change, flow.rate.next_change(now))
 
@@ -129,7 +136,7 @@ class Channel:
         heap = self._heap
         while heap:
             tag, _, flow = heap[0]
-            if flow in self._active and tag - self._v > _DONE_TOL * flow.size:
+            if flow in self._active and (tag - self._v) * flow.weight > _DONE_TOL * flow.size:
                 break
             heapq.heappop(heap)
             if flow in self._active:

@@ -11,7 +11,10 @@ The model, in the order a byte meets it:
   always crosses two links: the sender's uplink to the access point / switch / base station, then the
   receiver's downlink. It pays both latencies, as `fedsim/sim/data/links.yaml` says. The hub / network
   core itself has no capacity limit (a non-blocking switch or AP backplane); only the links do.
-- **Channels share by processor sharing** (fedsim/sim/channel.py).
+- **Channels share by processor sharing** (fedsim/sim/channel.py), equally unless a link has a
+  `share_spread`: then each transmission (one message on one hop) draws a weight exp(share_spread * Z) from
+  its message's seeded stream, and the channel serves it in proportion (the receiver's link decides a
+  downlink's weight, the sender's an uplink's).
 - **Shared medium (Wi-Fi).** All participants whose link has `shared_medium` share ONE half-duplex air
   channel: their uplinks and downlinks are all that channel. A relayed byte therefore crosses the air
   twice (station -> AP, AP -> station).
@@ -42,7 +45,7 @@ The model, in the order a byte meets it:
   sharing turns a delay of d before a transfer into up to k*d after it competes with k flows; along the
   ring's chains of forwards this makes ring timings under jitter sensitive to float-level perturbations
   (deterministic per seed, but treat one seed as one sample and average over seeds).
-- **Jitter is keyed, not sequential.** Each message's latency draws come from a stream keyed by (the
+- **Jitter is keyed, not sequential.** Each message's latency and weight draws come from a stream keyed by (the
   rng passed in, sender, the sender's message number), so they do not depend on the order in which
   simultaneous events happen to be processed, and two scenarios run with the same seed see the same
   jitter on corresponding messages (common random numbers for paired comparisons).
@@ -97,6 +100,7 @@ class _Hop:
     channel: Channel
     rate: Rate
     latencies: tuple[float, ...]  # per dst
+    weight: float  # its share against the channel's other transmissions (1: equal)
     sender: int | None  # participant whose uplink this is (pays overhead, counts bytes_sent)
     relay: bool  # hub replication: counted as hub relay bytes
     touches: tuple[int, ...]  # participants whose wire time this leg counts
@@ -147,9 +151,9 @@ class Network:
         overheads = list(overheads_s) if overheads_s is not None else [0.0] * n
         if len(overheads) != n:
             raise ValueError(f"{len(overheads)} message overheads for {n} links")
-        self._jittery = any(link.jitter_s > 0 for link in links)
+        self._jittery = any(link.jitter_s > 0 or link.share_spread > 0 for link in links)
         if rng is None and self._jittery:
-            raise ValueError("links have jitter_s > 0: pass a seeded numpy Generator as rng")
+            raise ValueError("links have jitter_s > 0 or share_spread > 0: pass a seeded numpy Generator as rng")
         self.env = env
         self.links = list(links)
         self.topology = topology
@@ -239,11 +243,18 @@ class Network:
             return max(0.0, link.latency_s + msg.rng.normal(0.0, link.jitter_s))
         return link.latency_s + msg.rng.exponential(link.jitter_s)
 
+    def _weight(self, msg: _Message, link: LinkProfile) -> float:
+        if link.share_spread <= 0:
+            return 1.0
+        assert msg.rng is not None  # every message gets a stream when any link has a share spread
+        return math.exp(link.share_spread * msg.rng.standard_normal())
+
     def _uplink_hop(self, msg: _Message, src: int, dst: Node, lane: str) -> None:
         link = self.links[src]
         touches = (src, dst) if isinstance(dst, int) else (src,)  # a direct hop reaches the receiver itself
         msg.hops.append(_Hop(src, (dst,), self._up[src], Rate([(link.uplink_Bps, link)]),
-                             (self._latency(msg, link),), sender=src, relay=False, touches=touches, track=src,
+                             (self._latency(msg, link),), self._weight(msg, link), sender=src, relay=False,
+                             touches=touches, track=src,
                              lane=lane, cancel_ev=self.env.event()))
 
     def _device_to_device(self, msg: _Message, a: int, b: int) -> None:
@@ -260,8 +271,9 @@ class Network:
         rate = Rate([(self.links[r].downlink_Bps, self.links[r]) for r in dsts])
         latencies = tuple(self._latency(msg, self.links[r]) + (self.links[r].relay_s if relay else 0.0)
                           for r in dsts)
-        msg.hops.append(_Hop(src, tuple(dsts), self._down[dsts[0]], rate, latencies, sender=None, relay=relay,
-                             touches=tuple(dsts), track=track, lane=lane, cancel_ev=self.env.event()))
+        weight = self._weight(msg, self.links[dsts[0]])
+        msg.hops.append(_Hop(src, tuple(dsts), self._down[dsts[0]], rate, latencies, weight, sender=None,
+                             relay=relay, touches=tuple(dsts), track=track, lane=lane, cancel_ev=self.env.event()))
 
     def _route_star(self, msg: _Message, receivers: list[int]) -> None:
         self._uplink_hop(msg, msg.origin, "hub", "send -> hub")
@@ -299,7 +311,7 @@ class Network:
                         break
                 hop.t_start = self.env.now
             self._mark_busy(hop.touches, +1)
-            hop.flow = flow = hop.channel.transmit(size, hop.rate)
+            hop.flow = flow = hop.channel.transmit(size, hop.rate, hop.weight)
             yield flow.done | hop.cancel_ev
             hop.flow = None
             self._mark_busy(hop.touches, -1)

@@ -57,6 +57,9 @@ class LinkProfile(Section):
                            description="time a star's relay (access point, edge server) takes to forward one "
                            "message to this device beyond its two traversals, in s, a finite number >= 0")
     shared_medium: bool = Field(description="true for one half-duplex channel shared by every device (Wi-Fi)")
+    share_spread: float = Field(0.0, ge=0, allow_inf_nan=False,
+                                description="how unevenly transmissions at once share the link: the standard "
+                                "deviation of the log of each transmission's weight (0: equal shares), >= 0")
     direct: bool = Field(False, description="true if devices reach each other without an access point or switch "
                          "(ad-hoc radio, a shared bus, a shaped loopback): a device-to-device transfer crosses "
                          "the medium once, on the sender's uplink")
@@ -110,6 +113,8 @@ class _LinkEntry(Section):
     relay_ms: float = Field(0.0, ge=0, allow_inf_nan=False,
                             description="a star relay's forwarding time per message to this device in ms, >= 0")
     shared_medium: bool = Field(description="true for one half-duplex channel shared by every device (Wi-Fi)")
+    share_spread: float = Field(0.0, ge=0, allow_inf_nan=False,
+                                description="the std of the log of a transmission's share weight (0: equal), >= 0")
     direct: bool = Field(False, description="true if devices reach each other without an access point")
     uplink_nj_per_bit: float | None = Field(None, ge=0, description="radio energy per bit sent in nJ, >= 0")
     downlink_nj_per_bit: float | None = Field(None, ge=0, description="radio energy per bit received in nJ, >= 0")
@@ -122,7 +127,8 @@ class _LinkEntry(Section):
             name=name, description=self.description, uplink_Bps=mbps(self.uplink_mbps),
             downlink_Bps=mbps(self.downlink_mbps), latency_s=ms(self.latency_ms), jitter_s=ms(self.jitter_ms),
             relay_s=ms(self.relay_ms),
-            shared_medium=self.shared_medium, direct=self.direct, uplink_j_per_bit=nj(self.uplink_nj_per_bit),
+            shared_medium=self.shared_medium, share_spread=self.share_spread, direct=self.direct,
+            uplink_j_per_bit=nj(self.uplink_nj_per_bit),
             downlink_j_per_bit=nj(self.downlink_nj_per_bit), source=self.source, note=self.note,
             rate_trace=self.rate_trace)
 
