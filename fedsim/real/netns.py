@@ -10,7 +10,7 @@ charged once. The MTU is set to Ethernet's 1500 bytes: with lo's default 64 KiB 
 drops packets and gloo hangs. A small burst (8 KB) keeps exchange times independent of how long the link sat
 idle, and `limit 4mb` queues instead of dropping. No latency is added: `sch_netem` is not available on this
 kernel, and any latency in a measurement is the transport's own. Traffic never leaves the namespace.
-Measured behaviour and the reasons for these settings: docs/timing_validation.md.
+Measured behaviour and the reasons for these settings: the README, "Real runtime".
 """
 
 from __future__ import annotations
