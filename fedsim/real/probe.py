@@ -5,8 +5,8 @@
 keys before the participant's own chunk, one decode step (`Decoder.step`) by the keys it attends, and the LM
 head. Several device ranks measure in lockstep (a barrier before every point), so the tables include the
 contention of that many participants computing at once. `link` probes time the runtime's Transport by size:
-one message alone, and whole K/V exchanges, directly and through the star's relay. Nothing here runs FedAttn
-on a prompt: calibration never sees the runs it is validated against.
+one message alone, whole K/V exchanges (directly and through the star's relay), and two messages at once.
+Nothing here runs FedAttn on a prompt: calibration never sees the runs it is validated against.
 
     python3 -m fedsim.real.probe < spec.json
 """
@@ -96,7 +96,7 @@ def device(spec: dict[str, Any]) -> dict[str, Any]:
 
 
 def link(spec: dict[str, Any]) -> dict[str, Any]:
-    """Two measurements of the transport between rank 0 and rank 1 (same machine, same monotonic clock),
+    """Three measurements of the transport between rank 0 and rank 1 (same machine, same monotonic clock),
     rank 2 being the star's relay (at its real-time priority, as in a run):
 
     - `one_way_s`: one message of each size alone, rank 0 to rank 1, from the moment both ends are ready to
@@ -106,6 +106,8 @@ def link(spec: dict[str, Any]) -> dict[str, Any]:
       arrived everywhere before rank 1 is ready), pack their K/V, exchange, and go on computing; the time from
       the later sender being ready to the last receipt. On a loopback the transport's cost is CPU time, and
       this is the load under which a run pays it: both directions at once, the ends computing around them.
+    - `first_of_two`: two equal messages of the largest size sent at once by ranks 0 and 2 into rank 1, as the
+      star's uploads reach the relay: when the first arrived, as a fraction of when both had (`_first_of_two`).
 
     Means, not medians, as the simulator's times are expectations and the delays are heavy-tailed."""
     rank, heads, dim = spec["rank"], spec["kv_heads"], spec["head_dim"]
