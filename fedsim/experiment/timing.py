@@ -69,7 +69,7 @@ def calibrate(path: Path, rates: list[float | None], quick: bool, timeout_s: flo
     threads each) and the loopback at every rate (None: unshaped), into one profile file at `path`."""
     g = QUICK if quick else Grid()
     devices = {name: measure_device(model, threads, processes, g, timeout_s)}
-    links = {link_name(rate): measure_link(model, rate, burst_kb, g, timeout_s)[0] for rate in rates}
+    links = {link_name(rate): measure_link(model, rate, burst_kb, g, timeout_s) for rate in rates}
     atomic_write(path, yaml.safe_dump({"devices": devices, "links": links}, sort_keys=False).encode())
 
 

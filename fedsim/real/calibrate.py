@@ -69,9 +69,8 @@ def measure_device(model: str, threads: int, processes: int, grid: Grid, timeout
             "decode_s": med("decode_s"), "lm_head_s": med("lm_head_s")}
 
 
-def measure_link(model: str, rate_mbit: float | None, burst_kb: float, grid: Grid,
-                 timeout_s: float) -> tuple[dict[str, Any], dict[str, float]]:
-    """A link entry for the loopback as shaped now, and the exchange times its latency and rate were fitted to.
+def measure_link(model: str, rate_mbit: float | None, burst_kb: float, grid: Grid, timeout_s: float) -> dict[str, Any]:
+    """A link entry for the loopback as shaped now (the times it was fitted to are in its note).
 
     The link is timed as a run uses it, in whole K/V exchanges (fedsim.real.probe.link): on a loopback every
     byte costs CPU copies, which contend with the other ranks' work, so a message timed alone would leave out
@@ -115,7 +114,7 @@ def measure_link(model: str, rate_mbit: float | None, burst_kb: float, grid: Gri
                      f"of two equal messages sent at once into one receiver, the first arrived at {first:.2f} of the "
                      f"time both took (1/2: one after the other, 1: equal shares); messages alone, one way: "
                      f"{listed(alone)}"}
-    return entry, direct
+    return entry
 
 
 def share_spread(first_of_two: float) -> float:

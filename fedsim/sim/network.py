@@ -151,8 +151,8 @@ class Network:
         overheads = list(overheads_s) if overheads_s is not None else [0.0] * n
         if len(overheads) != n:
             raise ValueError(f"{len(overheads)} message overheads for {n} links")
-        self._jittery = any(link.jitter_s > 0 or link.share_spread > 0 for link in links)
-        if rng is None and self._jittery:
+        self._random = any(link.jitter_s > 0 or link.share_spread > 0 for link in links)  # draws per message
+        if rng is None and self._random:
             raise ValueError("links have jitter_s > 0 or share_spread > 0: pass a seeded numpy Generator as rng")
         self.env = env
         self.links = list(links)
@@ -194,7 +194,7 @@ class Network:
         n_chunks = max(1, math.ceil(nbytes / self.options.chunk_bytes))
         chunk = nbytes / n_chunks
         rng = None
-        if self._jittery:
+        if self._random:
             rng = np.random.default_rng([self._jitter_key, origin, self._messages_sent[origin]])
         self._messages_sent[origin] += 1
         msg = _Message(origin, label, [chunk] * n_chunks, rng, deliveries=deliveries)
